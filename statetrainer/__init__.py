@@ -1,0 +1,89 @@
+"""statetrainer: a PyTorch training loop whose lifecycle is an explicit state machine.
+
+``import statetrainer`` stays light: torch is imported only when a torch-using name
+(``ConvnetTrainer``, the built-in callbacks, checkpoints) is first used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from statetrainer._errors import (
+    CheckpointError,
+    ConfigurationError,
+    DiagramError,
+    NotRunningError,
+    SpecError,
+    StateTrainerError,
+    TrainerRunError,
+    UnknownStateError,
+)
+from statetrainer.spec import Edge, Guard, Lifecycle, State
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "ConvnetTrainer": "statetrainer.trainer",
+    "LifecycleTrainer": "statetrainer.custom",
+    "Callback": "statetrainer.builtin_callbacks",
+    "EarlyStopping": "statetrainer.builtin_callbacks",
+    "ModelCheckpoint": "statetrainer.builtin_callbacks",
+    "ProgressBar": "statetrainer.builtin_callbacks",
+    "CSVLogger": "statetrainer.builtin_callbacks",
+    "TensorBoardLogger": "statetrainer.builtin_callbacks",
+    "LRSchedulerStep": "statetrainer.builtin_callbacks",
+    "StateTimer": "statetrainer.builtin_callbacks",
+}
+
+if TYPE_CHECKING:
+    from statetrainer.builtin_callbacks import (
+        Callback,
+        CSVLogger,
+        EarlyStopping,
+        LRSchedulerStep,
+        ModelCheckpoint,
+        ProgressBar,
+        StateTimer,
+        TensorBoardLogger,
+    )
+    from statetrainer.custom import LifecycleTrainer
+    from statetrainer.trainer import ConvnetTrainer
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'statetrainer' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = sorted(
+    [
+        "CSVLogger",
+        "Callback",
+        "CheckpointError",
+        "ConfigurationError",
+        "ConvnetTrainer",
+        "DiagramError",
+        "EarlyStopping",
+        "Edge",
+        "Guard",
+        "LRSchedulerStep",
+        "Lifecycle",
+        "LifecycleTrainer",
+        "ModelCheckpoint",
+        "NotRunningError",
+        "ProgressBar",
+        "SpecError",
+        "State",
+        "StateTimer",
+        "StateTrainerError",
+        "TensorBoardLogger",
+        "TrainerRunError",
+        "UnknownStateError",
+    ]
+)

@@ -1,0 +1,126 @@
+"""Model files and runtime checkpoints, written atomically.
+
+Every file is written to a temporary file in the same folder, flushed and ``fsync``-ed,
+then renamed over the target: a crash mid-write never replaces a good file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+from statetrainer._errors import CheckpointError, ConfigurationError
+
+MODEL_FILE = "model.pt"
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
+    """Write ``path`` through ``write(fileobj)`` atomically (temp file, fsync, rename)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with _quiet():
+            os.unlink(tmp)
+        raise
+    _fsync_dir(target.parent)
+    return target
+
+
+def _fsync_dir(folder: Path) -> None:
+    with _quiet():
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class _quiet:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return exc[0] is not None and issubclass(exc[0], OSError)  # type: ignore[arg-type]
+
+
+def model_path(trainer: Any) -> Path | None:
+    """Where the model file goes: ``_model_path``, else ``RUN_DIR/model.pt``, else ``None``."""
+    path = getattr(trainer, "_model_path", None)
+    if path:
+        return Path(path)
+    run_dir = getattr(trainer, "run_dir", None)
+    return Path(run_dir) / MODEL_FILE if run_dir else None
+
+
+def unwrap(model: Any) -> Any:
+    """The module inside ``DistributedDataParallel``/``DataParallel`` wrappers."""
+    while hasattr(model, "module") and isinstance(model, torch.nn.Module) and isinstance(
+        getattr(model, "module"), torch.nn.Module
+    ):
+        model = model.module
+    return model
+
+
+def save_state_dict(module: torch.nn.Module, path: str | os.PathLike[str]) -> Path:
+    """Save ``module``'s ``state_dict`` (unwrapped) to ``path`` atomically."""
+    state = unwrap(module).state_dict()
+    return atomic_write(path, lambda f: torch.save(state, f))
+
+
+def load_state_dict(module: torch.nn.Module, path: str | os.PathLike[str]) -> None:
+    """Load a ``state_dict`` saved by :func:`save_state_dict` into ``module``."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"model file {str(p)!r} does not exist; train and save_model() first")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"model file {str(p)!r} is unreadable or corrupt: {exc}") from exc
+    unwrap(module).load_state_dict(state)
+
+
+def default_save_model(trainer: Any, parallel: bool = False) -> Path | None:
+    """The default ``save_model``: the model's ``state_dict`` to :func:`model_path`."""
+    from statetrainer import parallel as par
+
+    if parallel and not par.is_main_process():
+        return None
+    if not isinstance(trainer.model, torch.nn.Module):
+        raise ConfigurationError("save_model(): self.model is not a torch.nn.Module; set it in build_model")
+    path = model_path(trainer)
+    if path is None:
+        raise ConfigurationError(
+            "save_model(): nowhere to save; set self._model_path (or give the trainer a run_dir)"
+        )
+    return save_state_dict(trainer.model, path)
+
+
+def default_load_model(trainer: Any, parallel: bool = False) -> bool:
+    """The default ``load_model``: load :func:`model_path` when it exists; returns whether it did.
+
+    With no model path configured, the in-memory model is kept (farabio's default did nothing).
+    """
+    path = model_path(trainer)
+    if path is None or not isinstance(trainer.model, torch.nn.Module):
+        return False
+    if not path.exists():
+        if getattr(trainer, "_model_path", None):
+            raise CheckpointError(
+                f"load_model(): {str(path)!r} does not exist; call save_model() during training "
+                f"or set self._model_path to an existing file"
+            )
+        return False
+    load_state_dict(trainer.model, path)
+    return True

@@ -1,0 +1,89 @@
+"""Data parallel through PyTorch's own engine: ``torch.distributed`` launched by ``torchrun``."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+def launched_by_torchrun() -> bool:
+    """True when RANK, WORLD_SIZE and LOCAL_RANK are set (torchrun sets them)."""
+    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+
+
+def world_size() -> int:
+    """Processes in the job (1 without torchrun)."""
+    if dist.is_available() and dist.is_initialized():
+        return int(dist.get_world_size())
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    """This process's rank (0 without torchrun)."""
+    if dist.is_available() and dist.is_initialized():
+        return int(dist.get_rank())
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main_process() -> bool:
+    """Rank 0 alone writes logs, status, checkpoints and model files."""
+    return rank() == 0
+
+
+def init_process_group(backend: str | None = None, timeout_s: float = 120.0) -> bool:
+    """Initialise the default process group from torchrun's environment; returns whether it did.
+
+    NCCL on CUDA, gloo on CPU. Asking for NCCL without CUDA is an error.
+    """
+    import datetime
+
+    if not launched_by_torchrun() or not dist.is_available():
+        return False
+    if dist.is_initialized():
+        return True
+    if backend is None:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl" and not torch.cuda.is_available():
+        from statetrainer._errors import ConfigurationError
+
+        raise ConfigurationError("backend 'nccl' needs CUDA, and this machine has none; use backend='gloo'")
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
+    return True
+
+
+def build_parallel_model(trainer: Any) -> None:
+    """Default ``build_parallel_model``: ``build_model()``, then wrap in DDP under torchrun.
+
+    Without torchrun, or with a world size of 1, the plain model is kept with a warning.
+    """
+    trainer.build_model()
+    if not launched_by_torchrun() or int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        warnings.warn(
+            "build_parallel_model(): not launched by torchrun with WORLD_SIZE >= 2; "
+            "training the plain model in one process",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return
+    init_process_group()
+    model = trainer.model
+    if not isinstance(model, torch.nn.Module):
+        return
+    if torch.cuda.is_available() and dist.get_backend() == "nccl":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        model = model.to(device)
+        trainer.model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index])
+    else:
+        trainer.model = torch.nn.parallel.DistributedDataParallel(model)
+
+
+def destroy() -> None:
+    """Destroy the default process group if one is initialised."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,552 @@
+"""``ConvnetTrainer``: farabio's trainer, run by a state machine.
+
+A farabio trainer ports by changing its import to ``from statetrainer import
+ConvnetTrainer``. Construction order, attribute names, defaults and hooks are farabio's;
+``train()``, ``test()`` and the compound hooks run the lifecycles of
+:mod:`statetrainer.lifecycles` through the driver.
+
+Compound hooks (``train_loop``, ``train_epoch``, ``train_batch``, ``evaluate_epoch``,
+``test_loop``):
+
+* **not overridden**: the machine runs their body state by state;
+* **overridden**: the state calls the override where farabio called it (once, once per
+  epoch for ``train_epoch``, once per item for ``train_batch``) and then takes the
+  compound's ``override`` edge; states the override runs by calling hooks directly do
+  not appear in the trace;
+* **called directly** (``self.evaluate_epoch()`` from a hook, or ``super().train_batch(args)``
+  from an override): the body runs as a nested run, recorded in the trace with
+  ``depth`` one more than the caller's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from statetrainer import lifecycles
+from statetrainer._errors import ConfigurationError, NotRunningError, TrainerRunError
+from statetrainer._runtime import COMPOUNDS, Builder, Runtime
+from statetrainer.callbacks import ON_EXCEPTION, Handle, check_hook_takes_item
+from statetrainer.driver import Program, Trace
+from statetrainer.spec import Lifecycle
+
+_ITEM_HOOKS = {
+    "train": ("on_start_training_batch", "on_evaluate_batch_start", "evaluate_batch"),
+    "evaluate": ("on_evaluate_batch_start", "evaluate_batch"),
+    "test": ("test_step",),
+}
+
+
+class ConvnetTrainer:
+    """farabio's ConvnetTrainer with its lifecycle as an explicit state machine.
+
+    Example::
+
+        class MyTrainer(ConvnetTrainer):
+            def get_trainloader(self):
+                self.train_loader = ...
+            def build_model(self):
+                self.model = torch.nn.Linear(4, 1)
+            def on_start_training_batch(self, args):
+                self.x, self.y = args
+            def training_step(self):
+                ...
+
+        MyTrainer(config).train()
+    """
+
+    def __init__(self, config: Any = None, *, trace_size: int = 10_000) -> None:
+        self._statetrainer = Runtime(self, trace_size)
+        self.config = config
+        self.default_attr()
+        self.init_attr()
+        self.get_trainloader()
+        self.get_testloader()
+        if self._data_parallel:
+            self.build_parallel_model()
+        else:
+            self.build_model()
+
+    # ------------------------------------------------------------------ attributes
+    def default_attr(self, *args: Any) -> None:
+        """farabio's defaults; hooks of ``init_attr`` override them."""
+        self._num_epochs = 10
+        self._mode = "train"
+        self._save_epoch = 1
+        self._start_epoch = 1
+        self._has_eval = True
+        self._eval_interval = 1
+        self.train_loader: Any = None
+        self.valid_loader: Any = None
+        self.test_loader: Any = None
+        self.model: Any = None
+        self._model_path: Any = None
+        self.train_epoch_iter: Any = None
+        self.valid_epoch_iter: Any = None
+        self.test_loop_iter: Any = None
+        self._use_tqdm = False
+        self._data_parallel: Any = None
+        self._next_loop = False
+        self._epoch = 1
+        self._backbone = False
+
+    def init_attr(self, *args: Any) -> None:
+        """Calls the seven ``define_*_attr`` hooks, in farabio's order."""
+        self.define_data_attr()
+        self.define_model_attr()
+        self.define_train_attr()
+        self.define_test_attr()
+        self.define_log_attr()
+        self.define_compute_attr()
+        self.define_misc_attr()
+
+    def define_data_attr(self, *args: Any) -> None:
+        """Hook: define data-related attributes."""
+
+    def define_model_attr(self, *args: Any) -> None:
+        """Hook: define model-related attributes."""
+
+    def define_train_attr(self, *args: Any) -> None:
+        """Hook: define training attributes (``_num_epochs``, ``_eval_interval``...)."""
+
+    def define_test_attr(self, *args: Any) -> None:
+        """Hook: define test attributes."""
+
+    def define_log_attr(self, *args: Any) -> None:
+        """Hook: define logging attributes."""
+
+    def define_compute_attr(self, *args: Any) -> None:
+        """Hook: define compute attributes (device, ``_data_parallel``)."""
+
+    def define_misc_attr(self, *args: Any) -> None:
+        """Hook: define anything else."""
+
+    # ------------------------------------------------------------------ building
+    def build_model(self, *args: Any) -> None:
+        """Hook: build ``self.model`` (and optimizer)."""
+
+    def build_parallel_model(self, *args: Any) -> None:
+        """Hook: build the model for data-parallel training."""
+        from statetrainer import parallel
+
+        parallel.build_parallel_model(self)
+
+    def get_trainloader(self, *args: Any) -> None:
+        """Hook: set ``self.train_loader`` (and ``self.valid_loader``)."""
+
+    def get_testloader(self, *args: Any) -> None:
+        """Hook: set ``self.test_loader``."""
+
+    # ------------------------------------------------------------------ lifecycles
+    def lifecycles(self) -> dict[str, Lifecycle]:
+        """The lifecycles this trainer runs, by name (override to add custom ones)."""
+        return dict(lifecycles.BUILTIN)
+
+    @classmethod
+    def overridden_hooks(cls) -> frozenset[str]:
+        """Compound hooks this class overrides (they run their own body)."""
+        return frozenset(
+            name for name in COMPOUNDS if getattr(cls, name) is not getattr(ConvnetTrainer, name)
+        )
+
+    def train(self) -> None:
+        """Run the train lifecycle: ``on_train_start``, ``start_logger``, the epochs, ``on_train_end``."""
+        if self._statetrainer.running:
+            raise ConfigurationError(
+                "train() was called while a run is active; "
+                "call it after the current run returns"
+            )
+        self._run_top("train")
+
+    def train_loop(self) -> None:
+        """Compound hook: all epochs. Called directly, runs them as a nested run."""
+        self._compound("train_loop")
+
+    def train_epoch(self) -> None:
+        """Compound hook: one epoch (batches, epoch end, evaluation when due, ``on_epoch_end``)."""
+        self._compound("train_epoch")
+
+    def train_batch(self, args: Any) -> None:
+        """Compound hook: one training item (start, ``training_step``, end)."""
+        self._compound("train_batch", args)
+
+    def evaluate_epoch(self) -> None:
+        """Compound hook: one evaluation epoch, all under ``torch.no_grad()``."""
+        self._compound("evaluate_epoch")
+
+    def test(self) -> None:
+        """Run the test lifecycle: load the model, ``on_test_start``, the items, ``on_test_end``."""
+        if self._statetrainer.running:
+            self._nested("test", "test", None, frozenset())
+        else:
+            self._run_top("test")
+
+    def test_loop(self) -> None:
+        """Compound hook: the test items."""
+        self._compound("test_loop")
+
+    # ------------------------------------------------------------------ farabio hooks
+    def on_train_start(self) -> None:
+        """Hook: at the start of training."""
+        self.batch_training_loss = 0
+
+    def start_logger(self, *args: Any) -> None:
+        """Hook: start loggers."""
+
+    def on_train_epoch_start(self) -> None:
+        """Hook: at the start of each epoch; may set ``self.train_epoch_iter``."""
+        self.batch_training_loss = 0
+        if isinstance(self.model, torch.nn.Module):
+            self.model.train()
+
+    def on_start_training_batch(self, *args: Any) -> None:
+        """Hook: receives the training item exactly as iterated."""
+
+    def optimizer_zero_grad(self, *args: Any) -> None:
+        """Hook: zero the gradients (called by your ``training_step``)."""
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+
+    def training_step(self, *args: Any) -> None:
+        """Hook: the training step of one item."""
+
+    def loss_backward(self, *args: Any) -> None:
+        """Hook: back-propagate ``self.loss``."""
+        loss = getattr(self, "loss", None)
+        if loss is not None:
+            loss.backward()
+
+    def optimizer_step(self) -> None:
+        """Hook: step ``self.optimizer``."""
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is not None:
+            optimizer.step()
+
+    def on_end_training_batch(self, *args: Any) -> None:
+        """Hook: at the end of each training item."""
+
+    def on_train_epoch_end(self, *args: Any) -> None:
+        """Hook: after the epoch's training items."""
+
+    def on_epoch_end(self, *args: Any) -> None:
+        """Hook: at the very end of each epoch, after evaluation."""
+
+    def on_train_end(self) -> None:
+        """Hook: at the end of training (also after a stop)."""
+
+    def stop_train(self, *args: Any) -> None:
+        """Request a graceful stop (farabio called ``sys.exit()``); ``on_train_end`` still runs."""
+        self.stop("stop_train")
+
+    def exit_trainer(self, *args: Any) -> None:
+        """Request a graceful stop of whatever lifecycle is running."""
+        self.stop("exit_trainer")
+
+    def on_evaluate_epoch_start(self) -> None:
+        """Hook: at the start of evaluation; may set ``self.valid_epoch_iter``."""
+        if isinstance(self.model, torch.nn.Module):
+            self.model.eval()
+
+    def on_evaluate_batch_start(self, *args: Any) -> None:
+        """Hook: receives the evaluation item; set ``self._next_loop = True`` to skip it."""
+
+    def evaluate_batch(self, *args: Any) -> None:
+        """Hook: evaluate one item (receives the item)."""
+
+    def on_evaluate_batch_end(self) -> None:
+        """Hook: after each evaluation item."""
+
+    def on_evaluate_epoch_end(self, *args: Any) -> None:
+        """Hook: at the end of evaluation."""
+
+    def on_evaluate_start(self, *args: Any) -> None:
+        """farabio hook kept for compatibility; no lifecycle state calls it."""
+
+    def on_evaluate_end(self, *args: Any) -> None:
+        """farabio hook kept for compatibility; no lifecycle state calls it."""
+
+    def on_test_start(self, *args: Any) -> None:
+        """Hook: at the start of testing; may set ``self.test_loop_iter``."""
+
+    def on_start_test_batch(self, *args: Any) -> None:
+        """Hook: before each test item (farabio passes no argument)."""
+
+    def test_step(self, *args: Any) -> None:
+        """Hook: test one item (receives the item)."""
+
+    def on_end_test_batch(self, *args: Any) -> None:
+        """Hook: after each test item."""
+
+    def on_test_end(self, *args: Any) -> None:
+        """Hook: at the end of testing."""
+
+    def load_model(self, *args: Any) -> None:
+        """Hook: load ``self.model`` before testing."""
+        from statetrainer import checkpoint
+
+        checkpoint.default_load_model(self)
+
+    def load_parallel_model(self, *args: Any) -> None:
+        """Hook: load the data-parallel model before testing."""
+        from statetrainer import checkpoint
+
+        checkpoint.default_load_model(self, parallel=True)
+
+    def save_model(self, *args: Any) -> None:
+        """Hook: save ``self.model``'s ``state_dict`` atomically (called by your hooks)."""
+        from statetrainer import checkpoint
+
+        checkpoint.default_save_model(self)
+
+    def save_parallel_model(self, *args: Any) -> None:
+        """Hook: save the data-parallel model's ``state_dict`` (rank 0 only)."""
+        from statetrainer import checkpoint
+
+        checkpoint.default_save_model(self, parallel=True)
+
+    # ------------------------------------------------------------------ live state
+    @property
+    def state(self) -> str | None:
+        """The current state's name; ``None`` when idle (the failing state after a failure)."""
+        return self._statetrainer.driver.position.state_name
+
+    @property
+    def status(self) -> str:
+        """``idle``, ``running``, ``stopping``, ``finished``, ``failed`` or ``stopped``."""
+        return self._statetrainer.driver.position.status
+
+    @property
+    def trace(self) -> Trace:
+        """The bounded trace of state entries (see :class:`~statetrainer.driver.TraceEntry`)."""
+        return self._statetrainer.driver.trace
+
+    @property
+    def global_step(self) -> int:
+        """Training items started over this trainer's life."""
+        return self._statetrainer.driver.position.global_step
+
+    # ------------------------------------------------------------------ callbacks
+    def on(
+        self,
+        state: str,
+        fn: Callable[[Any], Any] | None = None,
+        *,
+        order: int = 0,
+        every: int | None = None,
+        once: int | None = None,
+        when: Callable[[Any], bool] | None = None,
+    ) -> Any:
+        """Attach ``fn(trainer)`` to ``state``; returns a handle for :meth:`off`.
+
+        Without ``fn``, returns a decorator. ``order < 0`` runs before the hook method.
+        """
+        registry = self._statetrainer.registry
+        if fn is None:
+            registry.check_state(state)
+
+            def decorate(f: Callable[[Any], Any]) -> Callable[[Any], Any]:
+                registry.add(state, f, order=order, every=every, once=once, when=when)
+                return f
+
+            return decorate
+        return registry.add(state, fn, order=order, every=every, once=once, when=when)
+
+    def off(self, handle: Handle) -> None:
+        """Detach a callback attached with :meth:`on`."""
+        self._statetrainer.registry.remove(handle)
+
+    def add_callback(self, obj: Any, *, order: int | None = None) -> list[Handle]:
+        """Register each method of ``obj`` named after a state (a callback bundle)."""
+        from statetrainer.builtin_callbacks import register_bundle
+
+        return register_bundle(self, obj, order)
+
+    # ------------------------------------------------------------------ control
+    def stop(self, reason: str = "stop") -> None:
+        """Request a graceful stop: no further batches or epochs; the lifecycle's end hook runs."""
+        self._request("stop", "stop", reason)
+
+    def stop_epoch(self) -> None:
+        """Skip the rest of this epoch's batches; the epoch's end hooks and the next epoch run."""
+        self._request("epoch_stop", "stop_epoch")
+
+    def skip_batch(self) -> None:
+        """Skip the rest of the current batch's states (in evaluation: farabio's ``_next_loop``)."""
+        self._request("skip", "skip_batch")
+
+    def _request(self, what: str, name: str, reason: str | None = None) -> None:
+        rt = self._statetrainer
+        if not rt.running:
+            raise NotRunningError(
+                f"{name}() was called while no run is active; call it from a hook or callback "
+                f"during train() or test()"
+            )
+        rt.driver.control.request(what, reason)
+        if what == "stop":
+            rt.driver.position.status = "stopping"
+
+    # ------------------------------------------------------------------ running
+    def _program(self, name: str) -> Program:
+        spec = self.lifecycles()[name]
+        return Builder(self, spec).build()
+
+    def _run_top(self, name: str, *, start: str | None = None, resume: bool = False) -> None:
+        rt = self._statetrainer
+        self._check_config(name)
+        program = self._program(name)
+        pos, ctl = rt.driver.position, rt.driver.control
+        first = program.table.index[start] if start else program.table.initial
+        if not resume:
+            ctl.clear()
+            pos.epoch, pos.batch, pos.depth = (self._epoch if name == "train" else None), -1, 0
+        rt.registry.reset_counts() if not resume else None
+        rt.top_lifecycle, rt.last_error = name, None
+        pos.status = "stopping" if ctl.stop else "running"
+        grad = torch.is_grad_enabled()
+        try:
+            rt.driver.run(program, first, resume=resume)
+        except TrainerRunError as err:
+            self._fail(err)
+            raise
+        except BaseException:
+            pos.status = "failed"
+            raise
+        else:
+            pos.status = "stopped" if ctl.stop else "finished"
+            pos.state = -1
+        finally:
+            torch.set_grad_enabled(grad)
+            rt.saved_grad = None
+            self._teardown()
+
+    def _fail(self, err: TrainerRunError) -> None:
+        rt = self._statetrainer
+        rt.driver.position.status = "failed"
+        rt.last_error = err
+        before, after = rt.registry.for_state(ON_EXCEPTION)
+        for handle in (*before, *after):
+            try:
+                handle.fn(self, err)
+            except Exception as exc:  # never mask the original failure
+                err.add_note(f"{handle.name} (on_exception) also failed: {exc!r}")
+
+    def _teardown(self) -> None:
+        rt = self._statetrainer
+        for feed in (rt.train, rt.valid, rt.test):
+            feed.close()
+        for fn in tuple(rt.teardown):
+            try:
+                fn()
+            except Exception:  # teardown is best effort; the run's outcome stands
+                pass
+        rt.driver.control.clear()
+
+    def _compound(self, hook: str, item: Any = None) -> None:
+        lifecycle, start, last, outside = COMPOUNDS[hook]
+        rt = self._statetrainer
+        if not rt.running:
+            self._check_config(lifecycle)
+            with self._inside(hook, item):
+                self._run_top(lifecycle, start=start)
+            return
+        self._nested(lifecycle, start, last, outside, hook, item)
+
+    def _nested(
+        self, lifecycle: str, start: str, last: str | None, outside: frozenset[str],
+        hook: str | None = None, item: Any = None,
+    ) -> None:
+        rt = self._statetrainer
+        program = self._program(lifecycle)
+        index = program.table.index
+        body = frozenset(i for n, i in index.items() if n not in outside) if outside else None
+        pos = rt.driver.position
+        pos.depth += 1
+        try:
+            with self._inside(hook, item):
+                rt.driver.run(program, index[start], return_after=index[last] if last else -1, body=body)
+        finally:
+            pos.depth -= 1
+
+    @contextlib.contextmanager
+    def _inside(self, hook: str | None, item: Any) -> Iterator[None]:
+        rt = self._statetrainer
+        if hook is None:
+            yield
+            return
+        added = hook not in rt.inside
+        rt.inside.add(hook)
+        saved_feed = (rt.train.peek, rt.train.blocked)
+        if hook == "train_epoch":
+            rt.user_epoch += 1
+        if hook == "train_batch":
+            rt.train.peek, rt.train.blocked = item, True
+        try:
+            yield
+        finally:
+            if added:
+                rt.inside.discard(hook)
+            if hook == "train_epoch":
+                rt.user_epoch -= 1
+            if hook == "train_batch":
+                rt.train.peek, rt.train.blocked = saved_feed
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _next_epoch(self) -> int:
+        rt = self._statetrainer
+        return int(self._epoch) + 1 if rt.epoch_started else int(self._start_epoch)
+
+    def _begin_epoch(self) -> None:
+        rt = self._statetrainer
+        pos = rt.driver.position
+        if not rt.user_epoch:
+            self._epoch = self._next_epoch()
+            rt.epoch_started = True
+            from statetrainer import steps_data
+
+            steps_data.set_sampler_epoch(self.train_loader, self._epoch)
+        rt.train.reset()
+        pos.epoch, pos.batch = self._epoch, -1
+
+    def _no_grad_enter(self) -> None:
+        rt = self._statetrainer
+        if rt.saved_grad is None:
+            rt.saved_grad = torch.is_grad_enabled()
+        torch.set_grad_enabled(False)
+
+    def _no_grad_exit(self) -> None:
+        rt = self._statetrainer
+        if rt.saved_grad is not None:
+            torch.set_grad_enabled(rt.saved_grad)
+            rt.saved_grad = None
+
+    def _check_config(self, lifecycle: str) -> None:
+        if lifecycle == "train":
+            for attr in ("_num_epochs", "_start_epoch"):
+                value = getattr(self, attr)
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    raise ConfigurationError(
+                        f"{type(self).__name__}.{attr} must be a non-negative int, got {value!r}; "
+                        f"set it in define_train_attr"
+                    )
+            if self._has_eval:
+                interval = self._eval_interval
+                if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
+                    raise ConfigurationError(
+                        f"{type(self).__name__}._eval_interval must be an int >= 1, got {interval!r}; "
+                        f"set it in define_train_attr (or set _has_eval = False)"
+                    )
+        for hook in _ITEM_HOOKS.get(lifecycle, ()):
+            try:
+                check_hook_takes_item(self, hook)
+            except TypeError as exc:
+                raise ConfigurationError(str(exc)) from None
+        if lifecycle == "train" and "train_batch" in self.overridden_hooks():
+            try:
+                check_hook_takes_item(self, "train_batch")
+            except TypeError as exc:
+                raise ConfigurationError(str(exc)) from None
+
