@@ -162,10 +162,12 @@ def check_hook_takes_item(trainer: object, hook: str) -> None:
     """Raise ``TypeError`` naming ``hook`` unless it can be called with the batch item."""
     method = getattr(trainer, hook)
     try:
-        inspect.signature(method).bind(None)
+        sig = inspect.signature(method)
+        sig.bind(None)
     except TypeError:
+        shown = sig.replace(return_annotation=inspect.Signature.empty)
         raise TypeError(
-            f"{type(trainer).__name__}.{hook}{inspect.signature(method)} cannot take the batch item: "
+            f"{type(trainer).__name__}.{hook}{shown} cannot take the batch item: "
             f"define it as def {hook}(self, args) (farabio passes the item as one argument)"
         ) from None
     except ValueError:  # no signature available
