@@ -18,7 +18,7 @@ from statetrainer._errors import (
     TrainerRunError,
     UnknownStateError,
 )
-from statetrainer.spec import Edge, Guard, Lifecycle, State
+from statetrainer.spec import Edge, Guard, Lifecycle, State, with_stop_edges
 
 __version__ = "0.1.0"
 
@@ -85,5 +85,6 @@ __all__ = sorted(
         "TensorBoardLogger",
         "TrainerRunError",
         "UnknownStateError",
+        "with_stop_edges",
     ]
 )

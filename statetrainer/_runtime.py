@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from statetrainer import lifecycles
 from statetrainer._feeds import EXHAUSTED, UNFETCHED, Feed
 from statetrainer.callbacks import Registry
+from statetrainer.metrics import Metrics
 from statetrainer.driver import Call, Check, Driver, Program
 from statetrainer.machine import CompiledMachine, compile_machine
 from statetrainer.spec import Lifecycle
@@ -65,8 +66,8 @@ class Runtime:
         self.saved_grad: bool | None = None
         self.top_lifecycle: str | None = None
         self.last_error: BaseException | None = None
-        self.metrics: Any = None
-        self.observers_extra: list[Callable[..., Any]] = []
+        self.metrics = Metrics()
+        self.bundles: list[Any] = []
         self.teardown: list[Callable[[], Any]] = []
         self.epoch_rng: Any = None
         self.checkpointer: Any = None
@@ -97,6 +98,7 @@ class Builder:
         self.spec = spec
         self.table = table_for(spec)
         self.names: dict[int, str] = {}
+        self.builtin = spec is lifecycles.BUILTIN.get(spec.name)
 
     def build(self) -> Program:
         calls = [self._calls(name) for name in self.table.names]
@@ -125,7 +127,7 @@ class Builder:
     # -- hooks -------------------------------------------------------------------
     def _hook(self, state: str) -> list[Call]:
         t, rt = self.t, self.rt
-        builtin = self.spec is lifecycles.BUILTIN.get(self.spec.name)
+        builtin = self.builtin
         special = _ITEM_HOOKS.get(state) if builtin else None
         if special is not None:
             return [special(self)]
@@ -134,6 +136,11 @@ class Builder:
         method = getattr(t, state, None)
         if not callable(method):
             return []
+        if not builtin and (state in COMPOUNDS or state in ("train", "test")):
+            from statetrainer.trainer import ConvnetTrainer
+
+            if getattr(type(t), state) is getattr(ConvnetTrainer, state):
+                return []  # the inherited compound would start a built-in lifecycle
         return [method]
 
     def _compound_hook(self, state: str) -> list[Call]:
@@ -192,12 +199,16 @@ class Builder:
     def _bookkeeping(self, state: str) -> tuple[list[Call], list[Call]]:
         t, rt = self.t, self.rt
         pos = rt.driver.position
+        if not self.builtin:
+            return [], []
         if state == "train_loop":
             def start_loop() -> None:
                 rt.epoch_started = False
             return [start_loop], []
         if state == "on_train_epoch_start":
             return [t._begin_epoch], []
+        if state == "on_epoch_end":
+            return [], [lambda: rt.metrics.end_epoch(t._epoch)]
         if state == "evaluate_epoch":
             if self.spec.name == "train" and "evaluate_epoch" in t.overridden_hooks():
                 return [], []
@@ -228,6 +239,8 @@ class Builder:
             return lambda: ctl.epoch_stop
         if name == "skip_requested":
             return lambda: ctl.skip
+        if not self.builtin:
+            return self._custom_guard(name)
         if name == "epochs_remaining":
             return lambda: t._next_epoch() <= t._num_epochs
         if name == "eval_due":

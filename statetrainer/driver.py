@@ -200,7 +200,7 @@ class Driver:
         self.position = Position()
         self.control = Control()
         self.trace = Trace(trace_size)
-        self.observers: list[Callable[[str, str, Edge | None], None]] = []
+        self.observers: list[Callable[[str, str], None]] = []
         self.recent_size = 8
 
     def run(
@@ -298,7 +298,7 @@ class Driver:
 
     def _notify(self, program: Program, source: int, target: int) -> None:
         for observe in tuple(self.observers):
-            observe(program.names[source], program.names[target], None)
+            observe(program.names[source], program.names[target])
 
     def recent(self) -> list[str]:
         """The last few states entered, oldest first."""

@@ -289,3 +289,23 @@ def _closure(start: set[str], graph: dict[str, set[str]]) -> set[str]:
                 seen.add(nxt)
                 stack.append(nxt)
     return seen
+
+
+def with_stop_edges(spec: Lifecycle, target: str, reason: str = "stop requested: end gracefully") -> Lifecycle:
+    """``spec`` plus a control edge ``state -> target`` (guard ``stop_requested``) from every
+    non-final state, declared first so a stop wins. Use it to make a custom lifecycle stoppable.
+    """
+    spec.state(target)
+    stops = tuple(
+        Edge(s, target, "control", guard="stop_requested", reason=reason)
+        for s in spec.state_names
+        if s not in spec.finals and not any("stop_requested" in e.guard for e in spec.out_edges(s))
+    )
+    by_source: dict[str, list[Edge]] = defaultdict(list)
+    for e in stops:
+        by_source[e.source].append(e)
+    edges: list[Edge] = []
+    for name in spec.state_names:
+        edges += by_source.get(name, [])
+        edges += spec.out_edges(name)
+    return attrs.evolve(spec, edges=tuple(edges))

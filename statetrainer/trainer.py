@@ -21,6 +21,7 @@ Compound hooks (``train_loop``, ``train_epoch``, ``train_batch``, ``evaluate_epo
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -58,8 +59,11 @@ class ConvnetTrainer:
         MyTrainer(config).train()
     """
 
-    def __init__(self, config: Any = None, *, trace_size: int = 10_000) -> None:
+    def __init__(
+        self, config: Any = None, *, trace_size: int = 10_000, run_dir: str | os.PathLike[str] | None = None
+    ) -> None:
         self._statetrainer = Runtime(self, trace_size)
+        self.run_dir = run_dir
         self.config = config
         self.default_attr()
         self.init_attr()
@@ -141,7 +145,8 @@ class ConvnetTrainer:
         """Hook: set ``self.test_loader``."""
 
     # ------------------------------------------------------------------ lifecycles
-    def lifecycles(self) -> dict[str, Lifecycle]:
+    @classmethod
+    def lifecycles(cls) -> dict[str, Lifecycle]:
         """The lifecycles this trainer runs, by name (override to add custom ones)."""
         return dict(lifecycles.BUILTIN)
 
@@ -329,6 +334,28 @@ class ConvnetTrainer:
         """Training items started over this trainer's life."""
         return self._statetrainer.driver.position.global_step
 
+    # ------------------------------------------------------------------ metrics
+    def log(self, name: str, value: Any) -> None:
+        """Add ``value`` to ``name``'s mean for this epoch; tensors are not synced per batch."""
+        self._statetrainer.metrics.log(name, value)
+
+    def metrics(self) -> dict[str, float]:
+        """Means of the values logged so far this epoch (after ``on_epoch_end``: the next epoch's)."""
+        return self._statetrainer.metrics.compute()
+
+    @property
+    def metrics_history(self) -> list[dict[str, float]]:
+        """One dict per finished epoch: ``epoch`` and the mean of each logged metric."""
+        return self._statetrainer.metrics.history
+
+    def observe(self, fn: Callable[[str, str], Any]) -> Callable[[str, str], Any]:
+        """Call ``fn(source, target)`` on every transition (read-only: it cannot steer)."""
+        from statetrainer.callbacks import _check_signature
+
+        _check_signature(fn, 2, "observe")
+        self._statetrainer.driver.observers.append(fn)
+        return fn
+
     # ------------------------------------------------------------------ callbacks
     def on(
         self,
@@ -384,6 +411,13 @@ class ConvnetTrainer:
             raise NotRunningError(
                 f"{name}() was called while no run is active; call it from a hook or callback "
                 f"during train() or test()"
+            )
+        guard = {"stop": "stop_requested", "epoch_stop": "epoch_stop_requested", "skip": "skip_requested"}[what]
+        spec = self.lifecycles().get(rt.driver.position.lifecycle or "")
+        if spec is not None and not any(guard in e.guard for e in spec.edges):
+            raise ConfigurationError(
+                f"{name}() has no edge in lifecycle {spec.name!r}: declare control edges with guard "
+                f"{guard!r} (for a stop: statetrainer.with_stop_edges(lifecycle, target=...))"
             )
         rt.driver.control.request(what, reason)
         if what == "stop":

@@ -1,0 +1,359 @@
+"""Built-in callbacks, each usable in one line: ``trainer.add_callback(EarlyStopping("val_loss"))``.
+
+A callback object is a bundle: each public method named after a state is attached to
+that state (``on_epoch_end(self, trainer)``). ``on_exception(self, trainer, error)`` runs
+when a run fails; ``setup(self, trainer)`` once when added; ``teardown(self, trainer)``
+when every run ends; ``state_dict``/``load_state_dict`` make it checkpointable.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from statetrainer._errors import ConfigurationError, UnknownStateError, close_matches
+from statetrainer.callbacks import ON_EXCEPTION, Handle
+
+_NOT_STATES = {"setup", "teardown", "state_dict", "load_state_dict"}
+
+
+class Callback:
+    """Base class for callback bundles; methods named after states are attached."""
+
+    order: int = 0
+
+    def setup(self, trainer: Any) -> None:
+        """Called once when the callback is added to ``trainer``."""
+
+    def teardown(self, trainer: Any) -> None:
+        """Called when each run ends, however it ends."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps of this callback."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+def register_bundle(trainer: Any, obj: Any, order: int | None) -> list[Handle]:
+    """Attach every state-named method of ``obj``.
+
+    Public methods that look like hooks (``on_*``, or close to a state name) but match no
+    state are refused with a suggestion; other helper methods are left alone.
+    """
+    registry = trainer._statetrainer.registry
+    from statetrainer._runtime import trainer_states
+
+    states = set(trainer_states(trainer)) | {ON_EXCEPTION}
+    methods = _public_methods(obj)
+    # A helper method (``table``) is fine; one that looks like a hook but is none is a typo.
+    unknown = [m for m in methods if m not in states and (m.startswith("on_") or close_matches(m, states))]
+    methods = [m for m in methods if m in states]
+    if unknown:
+        raise UnknownStateError(
+            unknown[0], sorted(states), what=f"state for method {type(obj).__name__}.{unknown[0]}:"
+        )
+    chosen = order if order is not None else int(getattr(obj, "order", 0))
+    handles = [registry.add(m, getattr(obj, m), order=chosen) for m in methods]
+    if callable(getattr(obj, "setup", None)):
+        obj.setup(trainer)
+    if callable(getattr(obj, "teardown", None)):
+        trainer._statetrainer.teardown.append(lambda: obj.teardown(trainer))
+    trainer._statetrainer.bundles.append(obj)
+    return handles
+
+
+def _public_methods(obj: Any) -> list[str]:
+    base = set(dir(Callback))
+    names = []
+    for name, _ in inspect.getmembers(type(obj), callable):
+        if name.startswith("_") or name in _NOT_STATES or (name in base and isinstance(obj, Callback)):
+            continue
+        names.append(name)
+    return names
+
+
+def _metric(trainer: Any, monitor: str) -> float:
+    values = trainer.metrics()
+    if monitor not in values:
+        logged = ", ".join(sorted(values)) or "nothing yet"
+        raise ConfigurationError(
+            f"metric {monitor!r} was not logged this epoch (logged: {logged}); "
+            f"call trainer.log({monitor!r}, value) in a hook"
+        )
+    return values[monitor]
+
+
+def _better(mode: str, value: float, best: float, min_delta: float = 0.0) -> bool:
+    if mode == "min":
+        return value < best - min_delta
+    return value > best + min_delta
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+
+
+class EarlyStopping(Callback):
+    """Stop training when ``monitor`` has not improved for ``patience`` epochs."""
+
+    def __init__(self, monitor: str, patience: int = 3, mode: str = "min", min_delta: float = 0.0) -> None:
+        _check_mode(mode)
+        if not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"patience must be an int >= 1, got {patience!r}")
+        self.monitor, self.patience, self.mode, self.min_delta = monitor, patience, mode, min_delta
+        self.best = math.inf if mode == "min" else -math.inf
+        self.bad_epochs = 0
+        self.stopped_epoch: int | None = None
+
+    def on_epoch_end(self, trainer: Any) -> None:
+        value = _metric(trainer, self.monitor)
+        if _better(self.mode, value, self.best, self.min_delta):
+            self.best, self.bad_epochs = value, 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs >= self.patience:
+            self.stopped_epoch = trainer._epoch
+            trainer.stop(f"EarlyStopping: {self.monitor} did not improve for {self.patience} epochs")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.bad_epochs = state["best"], state["bad_epochs"]
+
+
+class ModelCheckpoint(Callback):
+    """Keep the best ``save_top_k`` models by ``monitor`` and/or one every ``every_n_epochs``.
+
+    Files go to ``dirpath`` (default ``RUN_DIR/checkpoints``); ``best.pt`` is always the
+    best so far. Every file is written atomically.
+    """
+
+    def __init__(
+        self,
+        dirpath: str | os.PathLike[str] | None = None,
+        monitor: str | None = None,
+        mode: str = "min",
+        save_top_k: int = 1,
+        every_n_epochs: int | None = None,
+    ) -> None:
+        _check_mode(mode)
+        if monitor is None and every_n_epochs is None:
+            raise ValueError("ModelCheckpoint needs monitor= (keep the best) or every_n_epochs= (periodic)")
+        if every_n_epochs is not None and every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs!r}")
+        if save_top_k < 1:
+            raise ValueError(f"save_top_k must be >= 1, got {save_top_k!r}")
+        self.dirpath = Path(dirpath) if dirpath else None
+        self.monitor, self.mode, self.save_top_k, self.every_n_epochs = monitor, mode, save_top_k, every_n_epochs
+        self.kept: list[tuple[float, str]] = []
+        self.best_path: Path | None = None
+
+    def _folder(self, trainer: Any) -> Path:
+        if self.dirpath is not None:
+            return self.dirpath
+        run_dir = getattr(trainer, "run_dir", None)
+        if not run_dir:
+            raise ConfigurationError("ModelCheckpoint: give dirpath= or run the trainer with a run_dir")
+        return Path(run_dir) / "checkpoints"
+
+    def on_epoch_end(self, trainer: Any) -> None:
+        from statetrainer.checkpoint import save_state_dict
+
+        folder, epoch = self._folder(trainer), trainer._epoch
+        if self.every_n_epochs and epoch % self.every_n_epochs == 0:
+            save_state_dict(trainer.model, folder / f"epoch{epoch}.pt")
+        if self.monitor is None:
+            return
+        value = _metric(trainer, self.monitor)
+        ranked = sorted([*self.kept, (value, f"top-epoch{epoch}.pt")], reverse=self.mode == "max")
+        if (value, f"top-epoch{epoch}.pt") not in ranked[: self.save_top_k]:
+            return
+        save_state_dict(trainer.model, folder / f"top-epoch{epoch}.pt")
+        for _, name in ranked[self.save_top_k :]:
+            (folder / name).unlink(missing_ok=True)
+        self.kept = ranked[: self.save_top_k]
+        if self.kept[0][1] == f"top-epoch{epoch}.pt":
+            self.best_path = save_state_dict(trainer.model, folder / "best.pt")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"kept": list(self.kept)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.kept = [tuple(x) for x in state["kept"]]  # type: ignore[misc]
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch showing lifecycle, state, epoch, batch and loss.
+
+    The loss shown is read every ``refresh_every`` batches only, so the bar does not
+    force a host-device sync on every batch.
+    """
+
+    def __init__(self, refresh_every: int = 20, leave: bool = False, file: Any = None) -> None:
+        self.refresh_every, self.leave, self.file = refresh_every, leave, file
+        self.bar: Any = None
+
+    def on_train_epoch_start(self, trainer: Any) -> None:
+        from tqdm.auto import tqdm
+
+        self._close()
+        total = _length(trainer.train_loader)
+        self.bar = tqdm(total=total, leave=self.leave, file=self.file, dynamic_ncols=True,
+                        desc=f"train epoch {trainer._epoch}/{trainer._num_epochs}")
+
+    def on_end_training_batch(self, trainer: Any) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(1)
+        if self.bar.n % self.refresh_every == 0:
+            loss = getattr(trainer, "loss", None)
+            post = {"state": trainer.state, "batch": self.bar.n}
+            if loss is not None:
+                post["loss"] = f"{float(loss):.4f}"
+            self.bar.set_postfix(post, refresh=False)
+
+    def on_train_epoch_end(self, trainer: Any) -> None:
+        self._close()
+
+    def teardown(self, trainer: Any) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _length(loader: Any) -> int | None:
+    try:
+        return len(loader)
+    except TypeError:
+        return None
+
+
+class CSVLogger(Callback):
+    """Append one row per epoch (epoch, elapsed seconds, every logged metric) to ``path``."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path else None
+        self.rows: list[dict[str, Any]] = []
+        self._start = time.perf_counter()
+
+    def on_train_start(self, trainer: Any) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, trainer: Any) -> None:
+        row = {"epoch": trainer._epoch, "seconds": round(time.perf_counter() - self._start, 3)}
+        row.update(trainer.metrics())
+        self.rows.append(row)
+        path = self.path or (Path(trainer.run_dir) / "metrics.csv" if getattr(trainer, "run_dir", None) else None)
+        if path is None:
+            return
+        fields: list[str] = []
+        for r in self.rows:
+            fields += [k for k in r if k not in fields]
+        from statetrainer.checkpoint import atomic_write
+
+        def write(handle: Any) -> None:
+            import io
+
+            text = io.StringIO()
+            writer = csv.DictWriter(text, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(self.rows)
+            handle.write(text.getvalue().encode())
+
+        atomic_write(path, write)
+
+
+class TensorBoardLogger(Callback):
+    """Write every logged metric per epoch as TensorBoard scalars (needs ``tensorboard``)."""
+
+    def __init__(self, log_dir: str | os.PathLike[str] | None = None) -> None:
+        self.log_dir = log_dir
+        self.writer: Any = None
+
+    def setup(self, trainer: Any) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ConfigurationError(
+                "TensorBoardLogger needs the tensorboard package: pip install 'statetrainer[tensorboard]'"
+            ) from exc
+        self._writer_cls = SummaryWriter
+
+    def on_epoch_end(self, trainer: Any) -> None:
+        if self.writer is None:
+            folder = self.log_dir or (Path(trainer.run_dir) / "tensorboard" if getattr(trainer, "run_dir", None) else "runs/tensorboard")
+            self.writer = self._writer_cls(log_dir=str(folder))
+        for name, value in trainer.metrics().items():
+            self.writer.add_scalar(name, value, trainer._epoch)
+        self.writer.flush()
+
+    def teardown(self, trainer: Any) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+class LRSchedulerStep(Callback):
+    """Step an LR scheduler each epoch (or each batch); ``ReduceLROnPlateau`` gets ``monitor``."""
+
+    def __init__(self, scheduler: Any, interval: str = "epoch", monitor: str | None = None) -> None:
+        if interval not in ("epoch", "batch"):
+            raise ValueError(f"interval must be 'epoch' or 'batch', got {interval!r}")
+        self.scheduler, self.interval, self.monitor = scheduler, interval, monitor
+
+    def on_end_training_batch(self, trainer: Any) -> None:
+        if self.interval == "batch":
+            self.scheduler.step()
+
+    def on_epoch_end(self, trainer: Any) -> None:
+        if self.interval != "epoch":
+            return
+        if self.monitor is not None:
+            self.scheduler.step(_metric(trainer, self.monitor))
+        else:
+            self.scheduler.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scheduler.load_state_dict(state["scheduler"])
+
+
+class StateTimer(Callback):
+    """Cumulative wall time and visits per state, from the driver's transitions."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
+        self.seconds: dict[str, float] = {}
+        self.visits: dict[str, int] = {}
+        self._last: tuple[str, float] | None = None
+
+    def setup(self, trainer: Any) -> None:
+        trainer.observe(self._observe)
+
+    def _observe(self, source: str, target: str) -> None:
+        now = self.clock()
+        if self._last is not None and self._last[0] == source:
+            self.seconds[source] = self.seconds.get(source, 0.0) + now - self._last[1]
+        self.visits[target] = self.visits.get(target, 0) + 1
+        self._last = (target, now)
+
+    def table(self) -> list[tuple[str, int, float]]:
+        """``(state, visits, seconds)`` rows, slowest first."""
+        names = set(self.seconds) | set(self.visits)
+        rows = [(n, self.visits.get(n, 0), self.seconds.get(n, 0.0)) for n in names]
+        return sorted(rows, key=lambda r: -r[2])
