@@ -70,7 +70,8 @@ class Runtime:
         self.bundles: list[Any] = []
         self.teardown: list[Callable[[], Any]] = []
         self.epoch_rng: Any = None
-        self.checkpointer: Any = None
+        self.recorder: Any = None
+        self.started = 0.0
 
     @property
     def running(self) -> bool:
@@ -208,7 +209,11 @@ class Builder:
         if state == "on_train_epoch_start":
             return [t._begin_epoch], []
         if state == "on_epoch_end":
-            return [], [lambda: rt.metrics.end_epoch(t._epoch)]
+            def close_epoch() -> None:
+                rt.metrics.end_epoch(t._epoch)
+                if rt.recorder is not None:
+                    rt.recorder.write()
+            return [], [close_epoch]
         if state == "evaluate_epoch":
             if self.spec.name == "train" and "evaluate_epoch" in t.overridden_hooks():
                 return [], []
@@ -222,6 +227,8 @@ class Builder:
             return [], [t._no_grad_exit]
         if state in ("on_train_end", "on_test_end"):
             return [t._no_grad_exit], []
+        if state == "on_end_training_batch" and rt.recorder is not None:
+            return [], [rt.recorder.maybe_write]  # a clock check per batch; a write at most ~2/s
         if state == "test_loop":
             def open_test() -> None:
                 rt.test.reset()

@@ -185,6 +185,14 @@ class ModelCheckpoint(Callback):
         if self.kept[0][1] == f"top-epoch{epoch}.pt":
             self.best_path = save_state_dict(trainer.model, folder / "best.pt")
 
+    @staticmethod
+    def best_file(trainer: Any) -> Path | None:
+        """The best model file of the trainer's ModelCheckpoint, if one was written."""
+        for bundle in trainer._statetrainer.bundles:
+            if isinstance(bundle, ModelCheckpoint) and bundle.best_path is not None:
+                return bundle.best_path
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         return {"kept": list(self.kept)}
 
@@ -219,7 +227,7 @@ class ProgressBar(Callback):
             loss = getattr(trainer, "loss", None)
             post = {"state": trainer.state, "batch": self.bar.n}
             if loss is not None:
-                post["loss"] = f"{float(loss):.4f}"
+                post["loss"] = f"{float(loss.detach() if hasattr(loss, 'detach') else loss):.4f}"
             self.bar.set_postfix(post, refresh=False)
 
     def on_train_epoch_end(self, trainer: Any) -> None:

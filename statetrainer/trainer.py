@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -431,6 +432,7 @@ class ConvnetTrainer:
     def _run_top(self, name: str, *, start: str | None = None, resume: bool = False) -> None:
         rt = self._statetrainer
         self._check_config(name)
+        self._recorder()
         program = self._program(name)
         pos, ctl = rt.driver.position, rt.driver.control
         first = program.table.index[start] if start else program.table.initial
@@ -440,22 +442,51 @@ class ConvnetTrainer:
         rt.registry.reset_counts() if not resume else None
         rt.top_lifecycle, rt.last_error = name, None
         pos.status = "stopping" if ctl.stop else "running"
+        rt.started = time.monotonic()
         grad = torch.is_grad_enabled()
+        recorder = self._recorder()
+        error: BaseException | None = None
         try:
+            if recorder is not None:
+                recorder.write()
             rt.driver.run(program, first, resume=resume)
         except TrainerRunError as err:
+            error = err
             self._fail(err)
             raise
-        except BaseException:
+        except BaseException as exc:
+            error = exc
             pos.status = "failed"
             raise
         else:
             pos.status = "stopped" if ctl.stop else "finished"
-            pos.state = -1
         finally:
             torch.set_grad_enabled(grad)
             rt.saved_grad = None
             self._teardown()
+            if recorder is not None:
+                recorder.write(error)
+            if error is None:
+                pos.state = -1
+
+    def _recorder(self) -> Any:
+        rt = self._statetrainer
+        if self.run_dir is None:
+            return None
+        from statetrainer import parallel
+        from statetrainer.inspect import RunRecorder
+
+        if not parallel.is_main_process():
+            return None
+        if rt.recorder is None or str(rt.recorder.folder) != str(self.run_dir):
+            rt.recorder = RunRecorder(self, self.run_dir)
+        return rt.recorder
+
+    def snapshot(self) -> Any:
+        """A frozen :class:`~statetrainer.inspect.Snapshot` of where the run is."""
+        from statetrainer.inspect import snapshot
+
+        return snapshot(self)
 
     def _fail(self, err: TrainerRunError) -> None:
         rt = self._statetrainer

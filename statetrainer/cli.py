@@ -1,0 +1,333 @@
+"""The ``statetrainer`` command: demo, run, diagram, verify, verify-trace, inspect.
+
+User mistakes (a bad option, a missing file, a wrong ``MODULE:CLASS``) print one line to
+stderr and exit 2; a failed training run exits 1 with the error saying where it failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import importlib.util
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from statetrainer._errors import StateTrainerError
+
+
+class UsageError(StateTrainerError):
+    """A mistake in the command line or in what it names."""
+
+
+class AttrDict(dict[str, Any]):
+    """A config with key and attribute access, like farabio's EasyDict configs."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"config has no key {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (UsageError, StateTrainerError, FileNotFoundError) as exc:
+        from statetrainer._errors import TrainerRunError
+
+        if isinstance(exc, TrainerRunError):
+            print(f"statetrainer: run failed: {exc}", file=sys.stderr)
+            return 1
+        print(f"statetrainer: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("statetrainer: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="statetrainer", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="train a small convnet on the shipped 8x8 digits")
+    d.add_argument("--epochs", type=int, default=12)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--run-dir", default=None, help="default: a new folder under runs/")
+    d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    d.add_argument("--quiet", action="store_true", help="no progress bar or epoch table")
+    d.set_defaults(func=_demo)
+
+    r = sub.add_parser("run", help="run a ConvnetTrainer subclass from a file")
+    r.add_argument("target", help="path/to/file.py:TrainerClass (or module:Class)")
+    r.add_argument("--config", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("--mode", choices=["train", "test", "both"], default="train")
+    r.add_argument("--run-dir", default=None)
+    r.set_defaults(func=_run)
+
+    g = sub.add_parser("diagram", help="draw a lifecycle from the code")
+    g.add_argument("lifecycle", help="train, evaluate, test, or a custom lifecycle's name")
+    g.add_argument("--format", choices=["dot", "svg", "png", "mermaid"], default="dot")
+    g.add_argument("-o", "--output", default=None, help="file to write (default: stdout for text)")
+    g.add_argument("--trainer", default=None, help="MODULE:CLASS or file.py:CLASS of a trainer")
+    g.add_argument("--highlight", default=None, help="a state to mark as current")
+    g.add_argument("--callbacks", action="store_true", help="list callbacks under each state (needs --trainer)")
+    g.add_argument("--no-extensions", action="store_true", help="draw only the seed's edges")
+    g.set_defaults(func=_diagram)
+
+    v = sub.add_parser("verify", help="compare the machines with the seed's DOT diagrams")
+    v.add_argument("--diagrams", default="diagrams", help="folder with train.dot, evaluate.dot, test.dot")
+    v.add_argument("--trainer", default=None)
+    v.set_defaults(func=_verify)
+
+    t = sub.add_parser("verify-trace", help="check that a recorded trace is a path through the machine")
+    t.add_argument("trace", help="trace.jsonl of a run directory")
+    t.add_argument("--trainer", default=None)
+    t.set_defaults(func=_verify_trace)
+
+    i = sub.add_parser("inspect", help="show a run's status (live or finished)")
+    i.add_argument("run_dir")
+    i.add_argument("--json", action="store_true")
+    i.add_argument("--watch", action="store_true")
+    i.add_argument("--interval", type=float, default=1.0)
+    i.add_argument("--diagram", default=None, help="write the lifecycle with the current state highlighted")
+    i.set_defaults(func=_inspect)
+    return p
+
+
+# -- demo / run -----------------------------------------------------------------------
+
+
+def _default_run_dir() -> str:
+    return str(Path("runs") / datetime.datetime.now().strftime("demo-%Y%m%d-%H%M%S-%f"))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from statetrainer import demo
+
+    if args.epochs < 0:
+        raise UsageError(f"--epochs must be >= 0, got {args.epochs}")
+    run_dir = args.run_dir or _default_run_dir()
+    _check_run_dir(run_dir, "DigitsTrainer")
+    import torch
+
+    torch.manual_seed(args.seed)
+    config = AttrDict(epochs=args.epochs, seed=args.seed, device=args.device, quiet=args.quiet)
+    started = time.perf_counter()
+    trainer = demo.build(config, run_dir)
+    trainer.train()
+    trainer.test()
+    _write_final_diagram(trainer, run_dir)
+    print(f"run directory: {run_dir}  ({time.perf_counter() - started:.1f} s)")
+    print(f"test accuracy: {trainer.test_accuracy:.4f}")
+    return 0
+
+
+def _check_run_dir(run_dir: str, trainer_name: str) -> None:
+    status = Path(run_dir) / "status.json"
+    if status.is_file():
+        try:
+            owner = json.loads(status.read_text()).get("trainer", "")
+        except ValueError:
+            owner = ""
+        if not owner.endswith(trainer_name):
+            raise UsageError(f"run directory {run_dir!r} belongs to another kind of run ({owner or 'unknown'}); "
+                             f"choose a new --run-dir")
+
+
+def _write_final_diagram(trainer: Any, run_dir: str) -> None:
+    from statetrainer import diagrams, lifecycles
+
+    last = [e for e in trainer.trace if e.lifecycle == "train"]
+    state = last[-1].state if last else None
+    dot = diagrams.to_dot(lifecycles.TRAIN, highlight=state)
+    Path(run_dir, "lifecycle.dot").write_text(dot)
+    try:
+        Path(run_dir, "lifecycle.svg").write_bytes(diagrams.render(dot, "svg"))
+    except StateTrainerError:
+        pass  # Graphviz missing: the DOT file is there
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _run(args: argparse.Namespace) -> int:
+    from statetrainer.trainer import ConvnetTrainer
+
+    cls = load_class(args.target)
+    if not (isinstance(cls, type) and issubclass(cls, ConvnetTrainer)):
+        raise UsageError(f"{args.target!r} is not a ConvnetTrainer subclass")
+    config = AttrDict()
+    for item in args.config:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--config expects KEY=VALUE, got {item!r}")
+        config[key] = _parse_value(value)
+    run_dir = args.run_dir or str(Path("runs") / datetime.datetime.now().strftime(f"{cls.__name__}-%Y%m%d-%H%M%S"))
+    _check_run_dir(run_dir, cls.__qualname__)
+    trainer = cls(config, run_dir=run_dir)
+    if args.mode in ("train", "both"):
+        trainer.train()
+    if args.mode in ("test", "both"):
+        trainer.test()
+    print(f"run directory: {run_dir}  status: {trainer.status}")
+    return 0
+
+
+def load_class(target: str) -> Any:
+    """Import ``MODULE:CLASS`` or ``path/to/file.py:CLASS``; a clear error when it cannot."""
+    module_name, sep, attr = target.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"expected MODULE:CLASS or file.py:CLASS, got {target!r}")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            if not path.is_file():
+                raise UsageError(f"file {module_name!r} does not exist")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[path.stem] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except UsageError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise UsageError(f"{module_name!r} has no attribute {attr!r}") from None
+
+
+def _trainer_lifecycles(target: str | None) -> dict[str, Any]:
+    from statetrainer import lifecycles
+
+    if target is None:
+        return dict(lifecycles.BUILTIN)
+    cls = load_class(target)
+    if not (isinstance(cls, type) and callable(getattr(cls, "lifecycles", None))):
+        raise UsageError(f"{target!r} is not a statetrainer trainer class")
+    return dict(cls.lifecycles())
+
+
+# -- diagram / verify -------------------------------------------------------------------
+
+
+def _diagram(args: argparse.Namespace) -> int:
+    from statetrainer import diagrams
+    from statetrainer._errors import UnknownStateError
+
+    specs = _trainer_lifecycles(args.trainer)
+    if args.lifecycle not in specs:
+        raise UnknownStateError(args.lifecycle, specs, what="lifecycle")
+    spec = specs[args.lifecycle]
+    if args.highlight:
+        spec.state(args.highlight)
+    callbacks = _callback_names(args.trainer, spec) if args.callbacks else None
+    kwargs: dict[str, Any] = {"highlight": args.highlight, "extensions": not args.no_extensions}
+    if args.format != "mermaid":
+        kwargs["callbacks"] = callbacks
+    data = diagrams.to_format(spec, args.format, **kwargs)
+    if args.output:
+        Path(args.output).write_bytes(data)
+    elif args.format in ("svg", "png"):
+        raise UsageError(f"--format {args.format} needs -o FILE")
+    else:
+        sys.stdout.write(data.decode())
+    return 0
+
+
+def _callback_names(target: str | None, spec: Any) -> dict[str, list[str]]:
+    if target is None:
+        raise UsageError("--callbacks needs --trainer MODULE:CLASS (a trainer whose instance has callbacks)")
+    cls = load_class(target)
+    trainer = cls()
+    out: dict[str, list[str]] = {}
+    for handle in trainer._statetrainer.registry.all():
+        out.setdefault(handle.state, []).append(handle.name.removeprefix("callback "))
+    return out
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from statetrainer import diagrams
+
+    folder = Path(args.diagrams)
+    if not folder.is_dir():
+        raise UsageError(f"diagram folder {str(folder)!r} does not exist")
+    ok = True
+    checked = 0
+    for name, spec in _trainer_lifecycles(args.trainer).items():
+        path = folder / f"{name}.dot"
+        if not path.exists():
+            print(f"{name}: no {path}, skipped")
+            continue
+        report = diagrams.verify(spec, path)
+        print(report.format())
+        ok &= report.ok
+        checked += 1
+    if checked == 0:
+        raise UsageError(f"no <lifecycle>.dot file in {str(folder)!r} to verify against")
+    return 0 if ok else 1
+
+
+def _verify_trace(args: argparse.Namespace) -> int:
+    from statetrainer.testing import check_trace
+
+    path = Path(args.trace)
+    if not path.is_file():
+        raise UsageError(f"trace file {args.trace!r} does not exist")
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            raise UsageError(f"{args.trace}:{number} is not a JSON line") from None
+    problem = check_trace(rows, _trainer_lifecycles(args.trainer))
+    if problem:
+        print(f"trace is NOT a path through the machine: {problem}")
+        return 1
+    print(f"trace OK: {len(rows)} entries, every step is a transition of its lifecycle")
+    return 0
+
+
+# -- inspect ----------------------------------------------------------------------------
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from statetrainer import inspect
+
+    data = inspect.read_status(args.run_dir)
+    while args.watch and data.get("status") in ("running", "stopping"):
+        sys.stdout.write("\x1b[2J\x1b[H" + inspect.format_status(data) + "\n")
+        sys.stdout.flush()
+        time.sleep(args.interval)
+        data = inspect.read_status(args.run_dir)
+    if args.diagram:
+        from statetrainer import diagrams, lifecycles
+
+        spec = lifecycles.BUILTIN.get(data.get("lifecycle") or "train", lifecycles.TRAIN)
+        state = data.get("state") if data.get("state") in spec.state_names else None
+        recent = data.get("recent") or []
+        last = tuple(recent[-2:]) if len(recent) >= 2 else None
+        fmt = "svg" if args.diagram.endswith(".svg") else "png" if args.diagram.endswith(".png") else "dot"
+        Path(args.diagram).write_bytes(diagrams.to_format(spec, fmt, highlight=state, last=last))
+    print(json.dumps(data, indent=1) if args.json else inspect.format_status(data))
+    return 0

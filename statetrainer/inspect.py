@@ -1,0 +1,173 @@
+"""Inspect a run: frozen snapshots, and the run directory another terminal can read.
+
+A run directory holds ``status.json`` (replaced atomically at lifecycle boundaries and at
+most about twice a second, never once per batch), ``trace.jsonl`` (the bounded trace,
+rewritten at boundaries) and, after a failure, the failing state and traceback.
+Torch-free.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from statetrainer._errors import ConfigurationError
+
+FORMAT = "statetrainer.status/1"
+STATUS_FILE = "status.json"
+TRACE_FILE = "trace.jsonl"
+
+
+@attrs.frozen
+class Snapshot:
+    """Where a run is: lifecycle, state, epoch, batch, status, counts and metrics."""
+
+    lifecycle: str | None
+    state: str | None
+    previous: str | None
+    epoch: int | None
+    num_epochs: int | None
+    batch: int | None
+    batches: int | None
+    global_step: int
+    status: str
+    depth: int
+    metrics: dict[str, float]
+    elapsed: float
+    transitions: int
+    visits: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return attrs.asdict(self)
+
+    def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, str]:
+        from statetrainer import diagrams, lifecycles
+
+        if self.lifecycle in lifecycles.BUILTIN and self.state:
+            return diagrams.mimebundle(lifecycles.BUILTIN[self.lifecycle], highlight=self.state)
+        return {"text/plain": repr(self)}
+
+
+def snapshot(trainer: Any) -> Snapshot:
+    """A frozen :class:`Snapshot` of ``trainer`` now."""
+    rt = trainer._statetrainer
+    pos = rt.driver.position
+    visits: dict[str, int] = {}
+    for entry in rt.driver.trace:
+        visits[entry.state] = visits.get(entry.state, 0) + 1
+    return Snapshot(
+        lifecycle=pos.lifecycle,
+        state=pos.state_name,
+        previous=pos.previous_name,
+        epoch=pos.epoch,
+        num_epochs=getattr(trainer, "_num_epochs", None),
+        batch=None if pos.batch < 0 else pos.batch,
+        batches=_length(getattr(trainer, "train_loader", None)),
+        global_step=pos.global_step,
+        status=pos.status,
+        depth=pos.depth,
+        metrics=rt.metrics.last,
+        elapsed=round(time.monotonic() - rt.started, 3) if rt.started else 0.0,
+        transitions=rt.driver.trace.total,
+        visits=visits,
+    )
+
+
+def _length(obj: Any) -> int | None:
+    try:
+        return len(obj)
+    except TypeError:
+        return None
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` via a temp file and rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+class RunRecorder:
+    """Keeps a run directory up to date; attached by the trainer when it has a ``run_dir``."""
+
+    def __init__(self, trainer: Any, folder: str | os.PathLike[str], min_interval: float = 0.5) -> None:
+        self.trainer = trainer
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.min_interval = min_interval
+        self._last_write = 0.0
+
+    def write(self, error: BaseException | None = None) -> None:
+        """Replace ``status.json`` (and ``trace.jsonl``) now."""
+        snap = snapshot(self.trainer).to_json()
+        snap["format"] = FORMAT
+        snap["trainer"] = f"{type(self.trainer).__module__}:{type(self.trainer).__qualname__}"
+        snap["pid"] = os.getpid()
+        snap["updated"] = time.time()
+        snap["recent"] = [e.state for e in self.trainer.trace.tail(8)]
+        if error is not None:
+            snap["error"] = {
+                "message": str(error),
+                "state": getattr(error, "state", None),
+                "callback": getattr(error, "callback", None),
+                "epoch": getattr(error, "epoch", None),
+                "batch": getattr(error, "batch", None),
+                "traceback": "".join(traceback.format_exception(error)),
+            }
+        write_json_atomic(self.folder / STATUS_FILE, snap)
+        self._write_trace()
+        self._last_write = time.monotonic()
+
+    def maybe_write(self) -> None:
+        """Write unless the last write was less than ``min_interval`` seconds ago."""
+        if time.monotonic() - self._last_write >= self.min_interval:
+            self.write()
+
+    def _write_trace(self) -> None:
+        lines = [json.dumps(e._asdict()) for e in self.trainer.trace]
+        tmp = self.folder / f".{TRACE_FILE}.tmp"
+        tmp.write_text("\n".join(lines) + ("\n" if lines else ""))
+        os.replace(tmp, self.folder / TRACE_FILE)
+
+
+def read_status(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a run directory's ``status.json``; a clear error when it is not one."""
+    path = Path(folder)
+    status = path / STATUS_FILE
+    if not path.is_dir():
+        raise ConfigurationError(f"{str(path)!r} is not a directory; give the run directory of a statetrainer run")
+    if not status.is_file():
+        raise ConfigurationError(f"{str(path)!r} is not a run directory: it has no {STATUS_FILE}")
+    try:
+        data = json.loads(status.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"{str(status)!r} is unreadable: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ConfigurationError(f"{str(status)!r} was not written by statetrainer (format {FORMAT!r} expected)")
+    return data
+
+
+def format_status(data: dict[str, Any]) -> str:
+    """A short human-readable summary of a status dict."""
+    lines = [
+        f"status     {data.get('status')}",
+        f"lifecycle  {data.get('lifecycle')}   state {data.get('state')}",
+        f"epoch      {data.get('epoch')}/{data.get('num_epochs')}   batch {data.get('batch')}/{data.get('batches')}",
+        f"step       {data.get('global_step')}   elapsed {data.get('elapsed')} s",
+    ]
+    if data.get("metrics"):
+        lines.append("metrics    " + "  ".join(f"{k}={v:.4g}" for k, v in data["metrics"].items()))
+    if data.get("recent"):
+        lines.append("recent     " + " -> ".join(data["recent"]))
+    err = data.get("error")
+    if err:
+        lines.append(f"FAILED in state {err.get('state')} ({err.get('callback')}), epoch {err.get('epoch')}, batch {err.get('batch')}")
+        lines.append(err.get("traceback", ""))
+    return "\n".join(lines)
