@@ -180,8 +180,10 @@ def _run(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or str(Path("runs") / datetime.datetime.now().strftime(f"{cls.__name__}-%Y%m%d-%H%M%S"))
     _check_run_dir(run_dir, cls.__qualname__)
     trainer = cls(config, run_dir=run_dir)
+    from statetrainer.custom import LifecycleTrainer
+
     if args.mode in ("train", "both"):
-        trainer.train()
+        trainer.run() if isinstance(trainer, LifecycleTrainer) else trainer.train()
     if args.mode in ("test", "both"):
         trainer.test()
     print(f"run directory: {run_dir}  status: {trainer.status}")

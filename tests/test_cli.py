@@ -1,0 +1,128 @@
+"""The command line: demo, run, diagram, verify-trace, inspect, and its bad-input errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from statetrainer import lifecycles, testing
+from statetrainer.cli import main
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_demo_reaches_95_percent_and_fills_its_run_directory(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The demo trains, tests, and leaves status, trace, metrics, model and diagram."""
+    run = tmp_path / "run"
+    assert main(["demo", "--run-dir", str(run), "--quiet"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("test accuracy: ")
+    assert float(last.split(": ")[1]) >= 0.95
+    for name in ("status.json", "trace.jsonl", "metrics.csv", "model.pt", "lifecycle.dot"):
+        assert (run / name).is_file(), name
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "finished" and status["lifecycle"] == "test"
+    assert main(["verify-trace", str(run / "trace.jsonl")]) == 0
+    assert main(["inspect", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["status"] == "finished"
+
+
+def test_demo_is_deterministic_for_a_seed(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Two runs with the same seed print the same epoch table and accuracy."""
+    outs = []
+    for name in ("a", "b"):
+        main(["demo", "--epochs", "2", "--seed", "3", "--run-dir", str(tmp_path / name), "--quiet"])
+        outs.append(capsys.readouterr().out.splitlines()[-1])
+    assert outs[0] == outs[1]
+
+
+def test_python_dash_m_works() -> None:
+    """python -m statetrainer is the same command."""
+    out = subprocess.run([sys.executable, "-m", "statetrainer", "diagram", "test", "--format", "mermaid"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.startswith("flowchart TD")
+
+
+def test_run_a_users_trainer_file_with_config(tmp_path: Path) -> None:
+    """statetrainer run file.py:Class --config k=v passes an attribute/key config."""
+    assert main(["run", f"{ROOT}/examples/grad_accumulation.py:AccumulatingTrainer", "--config", "epochs=1",
+                 "--run-dir", str(tmp_path / "r"), "--mode", "train"]) == 0
+    status = json.loads((tmp_path / "r" / "status.json").read_text())
+    assert status["trainer"].endswith("AccumulatingTrainer")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["diagram", "trian"], "unknown lifecycle 'trian'; did you mean 'train'"),
+        (["diagram", "train", "--highlight", "on_epoch_ned"], "did you mean 'on_epoch_end'"),
+        (["diagram", "train", "--trainer", "no_such_module:X"], "cannot import 'no_such_module'"),
+        (["diagram", "train", "--trainer", "statetrainer.spec:Edge"], "is not a statetrainer trainer class"),
+        (["run", "missing.py:T"], "file 'missing.py' does not exist"),
+        (["run", "statetrainer.spec:Edge"], "is not a ConvnetTrainer subclass"),
+        (["inspect", "."], "is not a run directory"),
+        (["verify-trace", "nope.jsonl"], "does not exist"),
+    ],
+)
+def test_user_mistakes_are_one_line_errors(argv: list[str], message: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Bad names and paths exit 2 with one line naming the thing; no traceback."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_verify_trace_reports_the_first_impossible_step(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A trace with a forbidden step is rejected with that step and what was allowed."""
+    rows = [{"lifecycle": "train", "state": s, "depth": 0} for s in ("train", "on_train_start", "train_loop")]
+    path = tmp_path / "trace.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    assert main(["verify-trace", str(path)]) == 1
+    assert "on_train_start -> train_loop is not a transition" in capsys.readouterr().out
+
+
+def test_every_transition_of_the_builtin_lifecycles_is_exercised() -> None:
+    """Real runs (with stops at every state, skips, overrides) cover 100% of transitions."""
+    from recording import Config, RecordingTrainer
+
+    traces = []
+    base = [Config(num_epochs=2, batches=2, valid_items=2, eval_interval=2, skip_eval=frozenset({(2, 0), (2, 1)})),
+            Config(num_epochs=0), Config(num_epochs=1, batches=0, valid_items=0), Config(data_parallel=True)]
+    for cfg in base:
+        for lifecycle in ("train", "test"):
+            t = RecordingTrainer(cfg)
+            getattr(t, lifecycle)()
+            traces.append(list(t.trace))
+    for spec in (lifecycles.TRAIN, lifecycles.TEST):
+        for state in spec.state_names:
+            for request in ("stop", "stop_epoch", "skip_batch"):
+                for nth, parallel in ((1, False), (2, False), (1, True)):
+                    t = RecordingTrainer(Config(num_epochs=2, batches=2, valid_items=2, test_items=2,
+                                                data_parallel=parallel))
+                    t.on(state, lambda tr, r=request: getattr(tr, r)(), once=nth)
+                    getattr(t, spec.name)()
+                    traces.append(list(t.trace))
+    for cls_name, hook in (("Loop", "train_loop"), ("Epoch", "train_epoch"), ("Eval", "evaluate_epoch"), ("Test", "test_loop")):
+        cls = type(cls_name, (RecordingTrainer,), {hook: lambda self, *a: None})
+        t = cls(Config(num_epochs=2))
+        t.train(); t.test()
+        traces.append(list(t.trace))
+    batch_cls = type("Batch", (RecordingTrainer,), {"train_batch": lambda self, args: None})
+    t = batch_cls(Config(num_epochs=1))
+    t.train()
+    traces.append(list(t.trace))
+    for spec in (lifecycles.TRAIN, lifecycles.TEST):
+        coverage = testing.transition_coverage(traces, spec)
+        assert coverage.ratio == 1.0, sorted(coverage.missing)
+
+
+def test_every_edge_is_reachable_by_some_guard_outcome() -> None:
+    """No edge of a built-in lifecycle is shadowed by an earlier one (no dead edges)."""
+    for spec in lifecycles.BUILTIN.values():
+        for edge in spec.edges:
+            assert testing.outcome_for(spec, edge) is not None, edge.describe()
+        walked = {(p[i], p[i + 1]) for p in testing.covering_paths(spec) for i in range(len(p) - 1)}
+        assert testing.transitions_of(spec) <= walked
