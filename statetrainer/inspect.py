@@ -60,8 +60,9 @@ def snapshot(trainer: Any) -> Snapshot:
     rt = trainer._statetrainer
     pos = rt.driver.position
     visits: dict[str, int] = {}
-    for entry in rt.driver.trace:
-        visits[entry.state] = visits.get(entry.state, 0) + 1
+    for row in rt.driver.trace._rows:  # raw rows: no TraceEntry per row
+        name = row[0][row[1]]
+        visits[name] = visits.get(name, 0) + 1
     return Snapshot(
         lifecycle=pos.lifecycle,
         state=pos.state_name,
@@ -104,8 +105,8 @@ class RunRecorder:
         self.min_interval = min_interval
         self._last_write = 0.0
 
-    def write(self, error: BaseException | None = None) -> None:
-        """Replace ``status.json`` (and ``trace.jsonl``) now."""
+    def write(self, error: BaseException | None = None, trace: bool = True) -> None:
+        """Replace ``status.json`` (and, at boundaries, ``trace.jsonl``) now."""
         snap = snapshot(self.trainer).to_json()
         snap["format"] = FORMAT
         snap["trainer"] = f"{type(self.trainer).__module__}:{type(self.trainer).__qualname__}"
@@ -122,13 +123,14 @@ class RunRecorder:
                 "traceback": "".join(traceback.format_exception(error)),
             }
         write_json_atomic(self.folder / STATUS_FILE, snap)
-        self._write_trace()
+        if trace:
+            self._write_trace()
         self._last_write = time.monotonic()
 
     def maybe_write(self) -> None:
         """Write unless the last write was less than ``min_interval`` seconds ago."""
         if time.monotonic() - self._last_write >= self.min_interval:
-            self.write()
+            self.write(trace=False)
 
     def _write_trace(self) -> None:
         lines = [json.dumps(e._asdict()) for e in self.trainer.trace]
