@@ -217,7 +217,7 @@ class ProgressBar(Callback):
         self._close()
         total = _length(trainer.train_loader)
         self.bar = tqdm(total=total, leave=self.leave, file=self.file, dynamic_ncols=True,
-                        desc=f"train epoch {trainer._epoch}/{trainer._num_epochs}")
+                        desc=f"{trainer.snapshot().lifecycle} epoch {trainer._epoch}/{trainer._num_epochs}")
 
     def on_end_training_batch(self, trainer: Any) -> None:
         if self.bar is None:
