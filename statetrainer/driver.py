@@ -17,6 +17,7 @@ Torch-free.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
@@ -140,8 +141,12 @@ class Trace:
         return iter(self.entries())
 
     def tail(self, n: int) -> list[TraceEntry]:
-        """The last ``n`` entries."""
-        return self.entries()[-n:] if n > 0 else []
+        """The last ``n`` entries (converts only those rows)."""
+        if n <= 0:
+            return []
+        rows = list(itertools.islice(reversed(self._rows), n))[::-1]
+        first = self.total - len(rows)
+        return [_entry(first + i, row) for i, row in enumerate(rows)]
 
     def clear(self) -> None:
         """Forget every entry (a new run starts a new trace)."""

@@ -104,6 +104,8 @@ class RunRecorder:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.min_interval = min_interval
         self._last_write = 0.0
+        self._written = 0  # trace entries already in trace.jsonl (by sequence number)
+        self._lines = 0
 
     def write(self, error: BaseException | None = None, trace: bool = True) -> None:
         """Replace ``status.json`` (and, at boundaries, ``trace.jsonl``) now."""
@@ -133,10 +135,28 @@ class RunRecorder:
             self.write(trace=False)
 
     def _write_trace(self) -> None:
-        lines = [json.dumps(e._asdict()) for e in self.trainer.trace]
-        tmp = self.folder / f".{TRACE_FILE}.tmp"
-        tmp.write_text("\n".join(lines) + ("\n" if lines else ""))
-        os.replace(tmp, self.folder / TRACE_FILE)
+        """Append the entries recorded since the last write; rotate past 2x the trace size.
+
+        The file keeps at most about twice the in-memory trace: when it would grow past
+        that, it is rewritten (atomically) with the kept entries only.
+        """
+        trace = self.trainer.trace
+        new = trace.total - self._written
+        if new <= 0 and (self.folder / TRACE_FILE).exists():
+            return
+        entries = trace.tail(min(new, len(trace))) if new > 0 else []
+        path = self.folder / TRACE_FILE
+        if self._lines + len(entries) > 2 * trace.maxlen or not path.exists():
+            entries = trace.entries()
+            tmp = self.folder / f".{TRACE_FILE}.tmp"
+            tmp.write_text("".join(json.dumps(e._asdict()) + "\n" for e in entries))
+            os.replace(tmp, path)
+            self._lines = len(entries)
+        else:
+            with path.open("a") as handle:
+                handle.write("".join(json.dumps(e._asdict()) + "\n" for e in entries))
+            self._lines += len(entries)
+        self._written = trace.total
 
 
 def read_status(folder: str | os.PathLike[str]) -> dict[str, Any]:

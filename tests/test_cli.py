@@ -126,3 +126,17 @@ def test_every_edge_is_reachable_by_some_guard_outcome() -> None:
             assert testing.outcome_for(spec, edge) is not None, edge.describe()
         walked = {(p[i], p[i + 1]) for p in testing.covering_paths(spec) for i in range(len(p) - 1)}
         assert testing.transitions_of(spec) <= walked
+
+
+def test_trace_file_appends_and_rotates(tmp_path: Path) -> None:
+    """trace.jsonl grows by appending and is cut back to the kept trace past twice its size."""
+    from recording import Config, RecordingTrainer
+
+    t = RecordingTrainer(Config(num_epochs=6, batches=5, valid_items=1), trace_size=40, run_dir=tmp_path)
+    t.train()
+    rows = [json.loads(line) for line in (tmp_path / "trace.jsonl").read_text().splitlines()]
+    assert 0 < len(rows) <= 80
+    seqs = [r["seq"] for r in rows]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "no gaps or repeats"
+    assert seqs[-1] == t.trace.total - 1 and rows[-1]["state"] == "on_train_end"
+    assert testing.check_trace(rows, lifecycles.BUILTIN) is None
