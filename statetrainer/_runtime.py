@@ -64,12 +64,10 @@ class Runtime:
         self.batch_counted = False
         self.inside: set[str] = set()  # compound hooks whose body is running directly
         self.saved_grad: bool | None = None
-        self.top_lifecycle: str | None = None
         self.last_error: BaseException | None = None
         self.metrics = Metrics()
         self.bundles: list[Any] = []
         self.teardown: list[Callable[[], Any]] = []
-        self.epoch_rng: Any = None
         self.recorder: Any = None
         self.started = 0.0
 
@@ -347,4 +345,3 @@ _ITEM_HOOKS: dict[str, Callable[[Builder], Call]] = {
     "test_step": _test_step_hook,
 }
 
-BUILTIN_SPECS = lifecycles.BUILTIN

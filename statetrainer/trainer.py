@@ -440,7 +440,7 @@ class ConvnetTrainer:
             ctl.clear()
             pos.epoch, pos.batch, pos.depth = (self._epoch if name == "train" else None), -1, 0
         rt.registry.reset_counts() if not resume else None
-        rt.top_lifecycle, rt.last_error = name, None
+        rt.last_error = None
         pos.status = "stopping" if ctl.stop else "running"
         rt.started = time.monotonic()
         grad = torch.is_grad_enabled()
