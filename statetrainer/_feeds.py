@@ -22,7 +22,7 @@ class Feed:
 
     __slots__ = (
         "iterable_attr", "loader_attr", "hint", "iterator", "peek", "item", "taken",
-        "blocked", "skip_on_open",
+        "blocked", "skip_on_open", "opener",
     )
 
     def __init__(self, iterable_attr: str, loader_attr: str, hint: str) -> None:
@@ -32,6 +32,7 @@ class Feed:
         self.item: Any = None
         self.blocked = False
         self.skip_on_open = 0
+        self.opener: Any = None  # set by a resume: re-creates the iterator once
         self.reset()
 
     def reset(self) -> None:
@@ -42,6 +43,12 @@ class Feed:
 
     def open(self, owner: Any) -> Iterator[Any]:
         """Open the hook-set iterable, else the loader; complain with the fix if neither."""
+        if self.opener is not None:
+            opener, self.opener = self.opener, None
+            taken = self.taken
+            self.iterator = opener()
+            self.taken = taken
+            return self.iterator
         source = getattr(owner, self.iterable_attr, None)
         if source is None:
             source = getattr(owner, self.loader_attr, None)

@@ -70,6 +70,11 @@ class Runtime:
         self.teardown: list[Callable[[], Any]] = []
         self.recorder: Any = None
         self.started = 0.0
+        self.epoch_rng: Any = None
+        self.signal: int | None = None
+        self.checkpoint_every: int | None = None
+        self.checkpoint_epochs = False
+        self.keep_checkpoints = 3
 
     @property
     def running(self) -> bool:
@@ -211,6 +216,8 @@ class Builder:
                 rt.metrics.end_epoch(t._epoch)
                 if rt.recorder is not None:
                     rt.recorder.write()
+                if rt.checkpoint_epochs:
+                    t._checkpoint_at_boundary()
             return [], [close_epoch]
         if state == "evaluate_epoch":
             if self.spec.name == "train" and "evaluate_epoch" in t.overridden_hooks():
@@ -225,8 +232,8 @@ class Builder:
             return [], [t._no_grad_exit]
         if state in ("on_train_end", "on_test_end"):
             return [t._no_grad_exit], []
-        if state == "on_end_training_batch" and rt.recorder is not None:
-            return [], [rt.recorder.maybe_write]  # a clock check per batch; a write at most ~2/s
+        if state == "on_end_training_batch" and (rt.recorder is not None or rt.checkpoint_every):
+            return [], [t._after_batch]  # a clock check per batch; writes are rare
         if state == "test_loop":
             def open_test() -> None:
                 rt.test.reset()

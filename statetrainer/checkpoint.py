@@ -124,3 +124,105 @@ def default_load_model(trainer: Any, parallel: bool = False) -> bool:
         return False
     load_state_dict(trainer.model, path)
     return True
+
+
+# -- runtime checkpoints ---------------------------------------------------------------
+
+FORMAT = "statetrainer.checkpoint"
+VERSION = 1
+CHECKPOINT_DIR = "checkpoints"
+
+
+def _generators(loader: Any) -> list[torch.Generator]:
+    """The torch Generators a DataLoader's shuffling draws from (deduplicated)."""
+    found: list[torch.Generator] = []
+    for obj in (loader, getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+        g = getattr(obj, "generator", None)
+        if isinstance(g, torch.Generator) and all(g is not x for x in found):
+            found.append(g)
+    return found
+
+
+def rng_state(loader: Any = None) -> dict[str, Any]:
+    """Python, numpy (when imported), torch CPU/CUDA and the loader's generator states."""
+    import random
+    import sys
+
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "torch": torch.get_rng_state(),
+        "generators": [g.get_state() for g in _generators(loader)],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        kind, keys, pos, has_gauss, cached = numpy.random.get_state()
+        state["numpy"] = (kind, torch.from_numpy(keys.astype("int64")), int(pos), int(has_gauss), float(cached))
+    return state
+
+
+def set_rng_state(state: dict[str, Any], loader: Any = None) -> None:
+    """Restore what :func:`rng_state` captured."""
+    import random
+    import sys
+
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(state["torch"])
+    for g, s in zip(_generators(loader), state.get("generators", [])):
+        g.set_state(s)
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and "numpy" in state:
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        numpy.random.set_state((kind, keys.numpy().astype("uint32"), pos, has_gauss, cached))
+
+
+def stateful_attributes(trainer: Any) -> dict[str, Any]:
+    """The trainer's modules, optimizers, LR schedulers and grad scalers, by attribute name."""
+    kinds: tuple[type, ...] = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
+    scaler = getattr(getattr(torch, "amp", None), "GradScaler", None)
+    if isinstance(scaler, type):
+        kinds += (scaler,)
+    return {name: value for name, value in sorted(vars(trainer).items()) if isinstance(value, kinds)}
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load and check a checkpoint file; a clear error naming the file when it is bad."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {str(p)!r} does not exist")
+    try:
+        data = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint {str(p)!r} is truncated or corrupt: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{str(p)!r} is not a statetrainer checkpoint")
+    if int(data.get("version", 0)) > VERSION:
+        raise CheckpointError(
+            f"checkpoint {str(p)!r} has format version {data['version']}, newer than this statetrainer "
+            f"reads ({VERSION}); upgrade statetrainer"
+        )
+    return data
+
+
+def checkpoint_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Checkpoint files in ``folder``, oldest first."""
+    return sorted(Path(folder).glob("ckpt-*.pt"))
+
+
+def latest_good(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
+    """The newest readable checkpoint in ``folder``, falling back past corrupt ones with a warning."""
+    import warnings
+
+    files = checkpoint_files(folder)
+    if not files:
+        raise CheckpointError(f"nothing to resume: no checkpoint in {str(folder)!r}")
+    for path in reversed(files):
+        try:
+            return path, read_checkpoint(path)
+        except CheckpointError as exc:
+            warnings.warn(f"{exc}; falling back to the previous checkpoint", RuntimeWarning, stacklevel=2)
+    raise CheckpointError(f"no readable checkpoint in {str(folder)!r} (all {len(files)} are corrupt)")

@@ -66,7 +66,7 @@ class Position:
 class Control:
     """Pending control requests; ``pending`` is true while any is set."""
 
-    __slots__ = ("stop", "epoch_stop", "skip", "pending", "stop_reason")
+    __slots__ = ("stop", "epoch_stop", "skip", "pending", "stop_reason", "boundary")
 
     def __init__(self) -> None:
         self.clear()
@@ -78,6 +78,14 @@ class Control:
         self.skip = False
         self.pending = False
         self.stop_reason: str | None = None
+        # Called once with the state index after the state's calls, before the next edge
+        # is chosen (checkpoints are written here, never in the middle of a state).
+        self.boundary: Callable[[int], None] | None = None
+
+    def at_boundary(self, fn: Callable[[int], None]) -> None:
+        """Run ``fn(state)`` at the next state boundary."""
+        self.boundary = fn
+        self.pending = True
 
     def request(self, what: str, reason: str | None = None) -> None:
         """Set one request: ``stop``, ``epoch_stop`` or ``skip``."""
@@ -93,7 +101,7 @@ class Control:
         """
         self.epoch_stop = False
         self.skip = False
-        self.pending = self.stop
+        self.pending = self.stop or self.boundary is not None
 
 
 class TraceEntry(NamedTuple):
@@ -261,6 +269,12 @@ class Driver:
                     return s
                 phase = 1
                 if ctl.pending:
+                    if ctl.boundary is not None and body is None and return_after < 0:
+                        boundary, ctl.boundary = ctl.boundary, None
+                        phase = 0
+                        fn = boundary  # type: ignore[assignment]
+                        boundary(s)
+                        phase = 1
                     for check, target, edge in full[s]:
                         if check is None or check():
                             break

@@ -60,3 +60,14 @@ class Metrics:
         if not self.history:
             return {}
         return {k: v for k, v in self.history[-1].items() if k != "epoch"}
+
+    def state_dict(self) -> dict[str, object]:
+        """The running sums, counts and history (for checkpoints)."""
+        return {"sums": dict(self._sums), "counts": dict(self._counts), "history": [dict(h) for h in self.history]}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Restore :meth:`state_dict`."""
+        self._sums = dict(state["sums"])  # type: ignore[call-overload]
+        self._counts = dict(state["counts"])  # type: ignore[call-overload]
+        self.history = [dict(h) for h in state["history"]]  # type: ignore[attr-defined]
+        self._cache = None

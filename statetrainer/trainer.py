@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 import time
+from pathlib import Path
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -60,10 +63,28 @@ class ConvnetTrainer:
         MyTrainer(config).train()
     """
 
+    #: Extra attributes a checkpoint keeps (picklable basic values: numbers, strings, lists, dicts).
+    checkpoint_attrs: tuple[str, ...] = ()
+
     def __init__(
-        self, config: Any = None, *, trace_size: int = 10_000, run_dir: str | os.PathLike[str] | None = None
+        self,
+        config: Any = None,
+        *,
+        trace_size: int = 10_000,
+        run_dir: str | os.PathLike[str] | None = None,
+        checkpoint_every: int | None = None,
+        checkpoint_epochs: bool = False,
+        keep_checkpoints: int = 3,
+        handle_signals: bool = True,
     ) -> None:
         self._statetrainer = Runtime(self, trace_size)
+        rt = self._statetrainer
+        if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
+            raise ConfigurationError(f"checkpoint_every must be an int >= 1 (batches), got {checkpoint_every!r}")
+        if keep_checkpoints < 1:
+            raise ConfigurationError(f"keep_checkpoints must be >= 1, got {keep_checkpoints!r}")
+        rt.checkpoint_every, rt.checkpoint_epochs, rt.keep_checkpoints = checkpoint_every, checkpoint_epochs, keep_checkpoints
+        self._handle_signals = handle_signals
         self.run_dir = run_dir
         self.config = config
         self.default_attr()
@@ -158,14 +179,42 @@ class ConvnetTrainer:
             name for name in COMPOUNDS if getattr(cls, name) is not getattr(ConvnetTrainer, name)
         )
 
-    def train(self) -> None:
-        """Run the train lifecycle: ``on_train_start``, ``start_logger``, the epochs, ``on_train_end``."""
+    def train(self, resume_from: str | os.PathLike[str] | None = None) -> None:
+        """Run the train lifecycle: ``on_train_start``, ``start_logger``, the epochs, ``on_train_end``.
+
+        ``resume_from`` is a checkpoint file, or a run directory (its newest readable
+        checkpoint is used, falling back past corrupt ones with a warning).
+        """
         if self._statetrainer.running:
             raise ConfigurationError(
                 "train() was called while a run is active; "
                 "call it after the current run returns"
             )
-        self._run_top("train")
+        if resume_from is None:
+            self._run_top("train")
+            return
+        from statetrainer import _resume
+        from statetrainer import checkpoint as ck
+
+        source = Path(resume_from)
+        if source.is_dir():
+            folder = source / ck.CHECKPOINT_DIR if (source / ck.CHECKPOINT_DIR).is_dir() else source
+            source, data = ck.latest_good(folder)
+        else:
+            data = ck.read_checkpoint(source)
+        _resume.check_compatible(self, data, str(source))
+        state = _resume.restore(self, data)
+        self._run_top(data["lifecycle"], start=state, resume=True)
+
+    def save_checkpoint(self, path: str | os.PathLike[str] | None = None) -> None:
+        """Write a checkpoint at the end of the current state (default: ``RUN_DIR/checkpoints``)."""
+        if not self._statetrainer.running:
+            raise NotRunningError(
+                "save_checkpoint() was called while no run is active; call it from a hook or callback"
+            )
+        if path is None and self.run_dir is None:
+            raise ConfigurationError("save_checkpoint(): give a path, or give the trainer a run_dir")
+        self._checkpoint_at_boundary(path)
 
     def train_loop(self) -> None:
         """Compound hook: all epochs. Called directly, runs them as a nested run."""
@@ -443,13 +492,16 @@ class ConvnetTrainer:
         rt.last_error = None
         pos.status = "stopping" if ctl.stop else "running"
         rt.started = time.monotonic()
-        grad = torch.is_grad_enabled()
+        # A resume inside evaluation has already disabled grad: restore the mode from before it.
+        grad = rt.saved_grad if rt.saved_grad is not None else torch.is_grad_enabled()
         recorder = self._recorder()
         error: BaseException | None = None
+        rt.signal = None
         try:
             if recorder is not None:
                 recorder.write()
-            rt.driver.run(program, first, resume=resume)
+            with self._signals():
+                rt.driver.run(program, first, resume=resume)
         except TrainerRunError as err:
             error = err
             self._fail(err)
@@ -468,6 +520,67 @@ class ConvnetTrainer:
                 recorder.write(error)
             if error is None:
                 pos.state = -1
+
+    # ------------------------------------------------------------------ checkpoints
+    def _after_batch(self) -> None:
+        rt = self._statetrainer
+        if rt.recorder is not None:
+            rt.recorder.maybe_write()
+        every = rt.checkpoint_every
+        if every and rt.driver.position.global_step % every == 0 and self.run_dir is not None:
+            self._checkpoint_at_boundary()
+
+    def _checkpoint_at_boundary(self, path: str | os.PathLike[str] | None = None) -> None:
+        if self._statetrainer.driver.position.depth > 0:
+            return  # nested runs have no resumable boundary; the enclosing run checkpoints
+        self._statetrainer.driver.control.at_boundary(lambda s: self._write_checkpoint(path, s))
+
+    def _write_checkpoint(self, path: str | os.PathLike[str] | None, state: int) -> None:
+        from statetrainer import _resume, parallel
+        from statetrainer import checkpoint as ck
+
+        if not parallel.is_main_process():
+            return
+        rt = self._statetrainer
+        pos = rt.driver.position
+        if path is None:
+            folder = Path(str(self.run_dir)) / ck.CHECKPOINT_DIR
+            path = folder / f"ckpt-{pos.global_step:09d}-{rt.driver.trace.total:012d}.pt"
+            _resume.write(self, path, pos.names[state])
+            for old in ck.checkpoint_files(folder)[: -rt.keep_checkpoints]:
+                old.unlink(missing_ok=True)
+        else:
+            _resume.write(self, path, pos.names[state])
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM: stop at the next transition with a checkpoint; a second SIGINT aborts."""
+        rt = self._statetrainer
+        if not self._handle_signals or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handle(signum: int, frame: Any) -> None:
+            if rt.signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            rt.signal = signum
+            if rt.running:
+                rt.driver.control.request("stop", f"signal {signal.Signals(signum).name}")
+                rt.driver.position.status = "stopping"
+                if self.run_dir is not None:
+                    self._checkpoint_at_boundary()
+
+        previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    @property
+    def stopped_by_signal(self) -> int | None:
+        """The signal number that stopped the last run, if one did (the CLI exits 128 + it)."""
+        return self._statetrainer.signal
 
     def _recorder(self) -> Any:
         rt = self._statetrainer
@@ -570,9 +683,10 @@ class ConvnetTrainer:
         if not rt.user_epoch:
             self._epoch = self._next_epoch()
             rt.epoch_started = True
-            from statetrainer import steps_data
+            from statetrainer import checkpoint, steps_data
 
             steps_data.set_sampler_epoch(self.train_loader, self._epoch)
+            rt.epoch_rng = checkpoint.rng_state(self.train_loader)
         rt.train.reset()
         pos.epoch, pos.batch = self._epoch, -1
 

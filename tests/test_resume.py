@@ -1,0 +1,185 @@
+"""Exact resume: interrupted + resumed == uninterrupted (hook calls, trace, bitwise weights)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.utils.data import DataLoader, TensorDataset
+
+from statetrainer import CheckpointError, ConvnetTrainer, TrainerRunError
+
+
+class Crash(Exception):
+    pass
+
+
+class Dropouty(ConvnetTrainer):
+    """Shuffling DataLoader, dropout, momentum: every source of nondeterminism resume must restore."""
+
+    checkpoint_attrs = ("seen",)
+
+    def __init__(self, generator: bool, enumerate_iter: bool, **kw: Any) -> None:
+        self.use_generator, self.enumerate_iter = generator, enumerate_iter
+        self.calls: list[str] = []
+        self.seen = 0
+        super().__init__({}, **kw)
+
+    def define_train_attr(self) -> None:
+        self._num_epochs = 3
+
+    def get_trainloader(self) -> None:
+        g = torch.Generator().manual_seed(1)
+        x, y = torch.randn(48, 4, generator=g), torch.randn(48, 1, generator=g)
+        gen = torch.Generator().manual_seed(7) if self.use_generator else None
+        self.train_loader = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True, generator=gen)
+        self.valid_loader = DataLoader(TensorDataset(x[:16], y[:16]), batch_size=8)
+
+    def build_model(self) -> None:
+        torch.manual_seed(0)
+        self.model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Dropout(0.3), torch.nn.Linear(8, 1))
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.05, momentum=0.9)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=1, gamma=0.9)
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        self.calls.append("on_train_epoch_start")
+        if self.enumerate_iter:
+            self.train_epoch_iter = enumerate(self.train_loader)
+
+    def on_start_training_batch(self, args: Any) -> None:
+        self.calls.append("on_start_training_batch")
+        self.x, self.y = args[1] if self.enumerate_iter else args
+
+    def training_step(self) -> None:
+        self.calls.append("training_step")
+        self.optimizer_zero_grad()
+        self.loss = torch.nn.functional.mse_loss(self.model(self.x), self.y)
+        self.loss_backward()
+        self.optimizer_step()
+        self.seen += len(self.x)
+        self.log("loss", self.loss)
+
+    def evaluate_batch(self, args: Any) -> None:
+        self.calls.append("evaluate_batch")
+        self.log("val", torch.nn.functional.mse_loss(self.model(args[0]), args[1]))
+
+    def on_epoch_end(self) -> None:
+        self.calls.append(f"on_epoch_end:{self.metrics()['loss']:.6f}")
+        self.scheduler.step()
+
+    def on_train_end(self) -> None:
+        self.calls.append("on_train_end")
+
+
+BOUNDARIES = st.one_of(
+    st.tuples(st.just("on_end_training_batch"), st.integers(1, 17)),
+    st.tuples(st.just("on_epoch_end"), st.integers(1, 2)),
+    st.tuples(st.just("on_evaluate_batch_end"), st.integers(1, 5)),
+    st.tuples(st.just("on_train_epoch_start"), st.integers(1, 3)),
+)
+
+
+def _interrupt(trainer: Dropouty, state: str, nth: int, path: Path) -> None:
+    """Checkpoint at the end of the nth entry of ``state``, then crash before the next state."""
+    trainer.on(state, lambda t: t.save_checkpoint(path), once=nth, order=10**6)
+
+    def crash(source: str, target: str) -> None:
+        if path.exists():
+            raise Crash
+
+    trainer.observe(crash)
+
+
+@settings(max_examples=25, deadline=None)
+@given(BOUNDARIES, st.booleans(), st.booleans())
+def test_interrupted_plus_resumed_equals_uninterrupted(
+    tmp_path_factory: pytest.TempPathFactory, boundary: tuple[str, int], generator: bool, enum: bool
+) -> None:
+    """For random interruption points: same hook calls, same trace (one resume entry), same weights."""
+    path = tmp_path_factory.mktemp("ck") / "ck.pt"
+    reference = Dropouty(generator, enum)
+    reference.train()
+
+    first = Dropouty(generator, enum)
+    _interrupt(first, *boundary, path)
+    with pytest.raises(TrainerRunError) as info:
+        first.train()
+    assert isinstance(info.value.__cause__, Crash)
+
+    torch.manual_seed(12345)  # a fresh process would have other RNG states: resume must restore them
+    second = Dropouty(generator, enum)
+    second.train(resume_from=path)
+
+    assert first.calls + second.calls == reference.calls
+    states = [e.state for e in first.trace] + [e.state for e in second.trace if e.note != "resume"]
+    assert states == [e.state for e in reference.trace]
+    resumes = [e for e in second.trace if e.note == "resume"]
+    assert len(resumes) == 1 and resumes[0].state == boundary[0] and second.trace.entries()[0].note == "resume"
+    assert [e.seq for e in second.trace][0] == len(list(first.trace)), "the resume entry continues the numbering"
+    for a, b in zip(second.model.state_dict().values(), reference.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert second.seen == reference.seen and second.status == "finished"
+
+
+def test_checkpoint_of_another_trainer_lists_what_differs(tmp_path: Path) -> None:
+    """Resuming another trainer's checkpoint names the differences."""
+    path = tmp_path / "ck.pt"
+    t = Dropouty(False, False)
+    t.on("on_epoch_end", lambda tr: tr.save_checkpoint(path), once=1)
+    t.train()
+
+    class Other(Dropouty):
+        def build_model(self) -> None:
+            super().build_model()
+            del self.scheduler
+
+    with pytest.raises(CheckpointError, match=r"trainer: checkpoint 'Dropouty', this one .*Other.*\n.*stateful attributes: missing here \['scheduler'\]"):
+        Other(False, False).train(resume_from=path)
+
+
+def test_corrupt_checkpoint_is_named_and_run_dir_falls_back(tmp_path: Path) -> None:
+    """A truncated file: clear error naming it; resuming a run dir falls back to the previous good one."""
+    t = Dropouty(False, False, run_dir=tmp_path, checkpoint_every=4, keep_checkpoints=3)
+    t.train()
+    files = sorted((tmp_path / "checkpoints").glob("ckpt-*.pt"))
+    assert len(files) == 3
+    files[-1].write_bytes(files[-1].read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=rf"checkpoint '{files[-1]}' is truncated or corrupt"):
+        Dropouty(False, False).train(resume_from=files[-1])
+    with pytest.warns(RuntimeWarning, match="falling back to the previous checkpoint"):
+        Dropouty(False, False).train(resume_from=tmp_path)
+
+
+def test_newer_format_and_not_a_checkpoint(tmp_path: Path) -> None:
+    """A newer format version and a foreign file are refused clearly."""
+    from statetrainer import checkpoint as ck
+
+    (tmp_path / "x.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="is truncated or corrupt"):
+        ck.read_checkpoint(tmp_path / "x.pt")
+    torch.save({"format": ck.FORMAT, "version": ck.VERSION + 1}, tmp_path / "new.pt")
+    with pytest.raises(CheckpointError, match="newer than this statetrainer reads"):
+        ck.read_checkpoint(tmp_path / "new.pt")
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        ck.latest_good(tmp_path)
+
+
+def test_atomic_write_never_replaces_a_good_file_on_failure(tmp_path: Path) -> None:
+    """A writer that fails midway leaves the previous file intact and no temp file behind."""
+    from statetrainer.checkpoint import atomic_write
+
+    target = tmp_path / "model.pt"
+    target.write_bytes(b"good")
+
+    def half(f: Any) -> None:
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, half)
+    assert target.read_bytes() == b"good" and [p.name for p in tmp_path.iterdir()] == ["model.pt"]
