@@ -70,7 +70,7 @@ def capture(trainer: Any, state: str) -> dict[str, Any]:
         "rng": ck.rng_state(trainer.train_loader),
         "epoch_rng": rt.epoch_rng,
         "metrics": rt.metrics.state_dict(),
-        "callbacks": [(type(b).__qualname__, b.state_dict()) for b in rt.bundles if hasattr(b, "state_dict")],
+        "callbacks": [(type(b).__qualname__, b.state_dict()) for b in _stateful(rt.bundles)],
     }
 
 
@@ -137,8 +137,16 @@ def restore(trainer: Any, data: dict[str, Any]) -> str:
     return str(state)
 
 
+def _stateful(bundles: list[Any]) -> list[Any]:
+    """Callbacks whose class defines its own ``state_dict`` (the base one keeps nothing)."""
+    from statetrainer.builtin_callbacks import Callback
+
+    return [b for b in bundles if callable(getattr(b, "state_dict", None))
+            and getattr(type(b), "state_dict") is not Callback.state_dict]
+
+
 def _restore_callbacks(bundles: list[Any], saved: list[Any]) -> None:
-    stateful = [b for b in bundles if hasattr(b, "state_dict")]
+    stateful = _stateful(bundles)
     if [type(b).__qualname__ for b in stateful] != [name for name, _ in saved]:
         raise CheckpointError(
             f"callbacks differ: checkpoint {[n for n, _ in saved]}, this trainer "

@@ -194,10 +194,11 @@ class ModelCheckpoint(Callback):
         return None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"kept": list(self.kept)}
+        return {"kept": list(self.kept), "best": str(self.best_path) if self.best_path else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.kept = [tuple(x) for x in state["kept"]]  # type: ignore[misc]
+        self.best_path = Path(state["best"]) if state.get("best") else None
 
 
 class ProgressBar(Callback):
@@ -259,6 +260,12 @@ class CSVLogger(Callback):
 
     def on_train_start(self, trainer: Any) -> None:
         self._start = time.perf_counter()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": [dict(r) for r in self.rows]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rows = [dict(r) for r in state["rows"]]
 
     def on_epoch_end(self, trainer: Any) -> None:
         row = {"epoch": trainer._epoch, "seconds": round(time.perf_counter() - self._start, 3)}

@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--run-dir", default=None, help="default: a new folder under runs/")
     d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     d.add_argument("--quiet", action="store_true", help="no progress bar or epoch table")
+    d.add_argument("--resume", action="store_true", help="continue the run in --run-dir with its settings")
+    d.add_argument("--checkpoint-every", type=int, default=None, metavar="N", help="checkpoint every N batches")
     d.set_defaults(func=_demo)
 
     r = sub.add_parser("run", help="run a ConvnetTrainer subclass from a file")
@@ -73,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--config", action="append", default=[], metavar="KEY=VALUE")
     r.add_argument("--mode", choices=["train", "test", "both"], default="train")
     r.add_argument("--run-dir", default=None)
+    r.add_argument("--resume", action="store_true", help="continue the run in --run-dir with its settings")
+    r.add_argument("--checkpoint-every", type=int, default=None, metavar="N")
     r.set_defaults(func=_run)
 
     g = sub.add_parser("diagram", help="draw a lifecycle from the code")
@@ -117,19 +121,75 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.epochs < 0:
         raise UsageError(f"--epochs must be >= 0, got {args.epochs}")
-    run_dir = args.run_dir or _default_run_dir()
-    _check_run_dir(run_dir, "DigitsTrainer")
+    settings = _settings(args, "DigitsTrainer", {
+        "epochs": args.epochs, "seed": args.seed, "device": args.device, "quiet": args.quiet,
+        "checkpoint_every": args.checkpoint_every,
+    })
+    run_dir, config = settings["run_dir"], AttrDict(settings["config"])
     import torch
 
-    torch.manual_seed(args.seed)
-    config = AttrDict(epochs=args.epochs, seed=args.seed, device=args.device, quiet=args.quiet)
+    torch.manual_seed(config.seed)
     started = time.perf_counter()
-    trainer = demo.build(config, run_dir)
-    trainer.train()
+    trainer = demo.build(config, run_dir, checkpoint_every=config.checkpoint_every)
+    code = _train_phase(trainer, args.resume, run_dir)
+    if code:
+        return code
     trainer.test()
     _write_final_diagram(trainer, run_dir)
     print(f"run directory: {run_dir}  ({time.perf_counter() - started:.1f} s)")
     print(f"test accuracy: {trainer.test_accuracy:.4f}")
+    return 0
+
+
+RUN_FILE = "run.json"
+
+
+def _settings(args: argparse.Namespace, trainer_name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The run's settings: new ones written to RUN_DIR/run.json, or on --resume the saved ones."""
+    if args.resume:
+        if not args.run_dir:
+            raise UsageError("--resume needs --run-dir: the run directory to continue")
+        path = Path(args.run_dir) / RUN_FILE
+        if not path.is_file():
+            raise UsageError(f"--resume: {args.run_dir!r} has nothing to resume (no {RUN_FILE})")
+        saved = json.loads(path.read_text())
+        if saved.get("trainer") != trainer_name:
+            raise UsageError(f"--resume: {args.run_dir!r} belongs to another kind of run ({saved.get('trainer')})")
+        return dict(saved)
+    run_dir = args.run_dir or _default_run_dir()
+    _check_run_dir(run_dir, trainer_name)
+    settings = {"trainer": trainer_name, "run_dir": run_dir, "config": config, "train_finished": False}
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    (Path(run_dir) / RUN_FILE).write_text(json.dumps(settings, indent=1))
+    return settings
+
+
+def _train_phase(trainer: Any, resume: bool, run_dir: str) -> int:
+    """Train (or resume training); returns 128+signal when a signal stopped it, else 0."""
+    path = Path(run_dir) / RUN_FILE
+    settings = json.loads(path.read_text())
+    if resume and settings.get("train_finished"):
+        print(f"training in {run_dir} had finished; running the test phase only")
+        from statetrainer.checkpoint import load_state_dict, model_path
+
+        model = model_path(trainer)
+        if model is not None and model.exists():
+            load_state_dict(trainer.model, model)
+        return 0
+    if resume:
+        from statetrainer.checkpoint import CHECKPOINT_DIR, checkpoint_files
+
+        if not checkpoint_files(Path(run_dir) / CHECKPOINT_DIR):
+            raise UsageError(f"--resume: {run_dir!r} has no checkpoint yet; start it again without --resume")
+        trainer.train(resume_from=run_dir)
+    else:
+        trainer.train()
+    if trainer.stopped_by_signal:
+        print(f"stopped by signal {trainer.stopped_by_signal}; resume with --resume --run-dir {run_dir}",
+              file=sys.stderr)
+        return 128 + int(trainer.stopped_by_signal)
+    settings["train_finished"] = True
+    path.write_text(json.dumps(settings, indent=1))
     return 0
 
 
@@ -177,13 +237,21 @@ def _run(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise UsageError(f"--config expects KEY=VALUE, got {item!r}")
         config[key] = _parse_value(value)
-    run_dir = args.run_dir or str(Path("runs") / datetime.datetime.now().strftime(f"{cls.__name__}-%Y%m%d-%H%M%S"))
-    _check_run_dir(run_dir, cls.__qualname__)
-    trainer = cls(config, run_dir=run_dir)
+    if not args.resume and not args.run_dir:
+        args.run_dir = str(Path("runs") / datetime.datetime.now().strftime(f"{cls.__name__}-%Y%m%d-%H%M%S"))
+    settings = _settings(args, cls.__qualname__, {"values": dict(config), "checkpoint_every": args.checkpoint_every,
+                                                  "mode": args.mode})
+    run_dir = settings["run_dir"]
+    config = AttrDict(settings["config"]["values"])
+    trainer = cls(config, run_dir=run_dir, checkpoint_every=settings["config"]["checkpoint_every"])
     from statetrainer.custom import LifecycleTrainer
 
-    if args.mode in ("train", "both"):
-        trainer.run() if isinstance(trainer, LifecycleTrainer) else trainer.train()
+    if isinstance(trainer, LifecycleTrainer) and args.mode in ("train", "both"):
+        trainer.run()
+    elif args.mode in ("train", "both"):
+        code = _train_phase(trainer, args.resume, run_dir)
+        if code:
+            return code
     if args.mode in ("test", "both"):
         trainer.test()
     print(f"run directory: {run_dir}  status: {trainer.status}")

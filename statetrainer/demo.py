@@ -135,9 +135,9 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build(config: dict[str, Any], run_dir: str | None) -> DigitsTrainer:
+def build(config: dict[str, Any], run_dir: str | None, checkpoint_every: int | None = None) -> DigitsTrainer:
     """The demo trainer with its callbacks: progress bar, CSV metrics, best checkpoint."""
-    trainer = DigitsTrainer(config, run_dir=run_dir)
+    trainer = DigitsTrainer(config, run_dir=run_dir, checkpoint_every=checkpoint_every, checkpoint_epochs=True)
     if not config.get("quiet"):
         trainer.add_callback(ProgressBar())
     trainer.add_callback(CSVLogger())
