@@ -217,6 +217,8 @@ def latest_good(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
     """The newest readable checkpoint in ``folder``, falling back past corrupt ones with a warning."""
     import warnings
 
+    for stale in Path(folder).glob(".ckpt-*.tmp"):  # left by a process killed mid-write
+        stale.unlink(missing_ok=True)
     files = checkpoint_files(folder)
     if not files:
         raise CheckpointError(f"nothing to resume: no checkpoint in {str(folder)!r}")

@@ -59,6 +59,7 @@ def test_sigkill_at_random_moments_then_resume_gives_identical_weights(tmp_path:
         assert done.returncode == 0, done.stderr
         assert _same_model(run_dir / "model.pt", reference / "model.pt"), f"attempt {attempt} differs"
     assert killed >= 2, "the kills must land while training runs"
+    assert not list(tmp_path.glob("killed*/checkpoints/.ckpt-*.tmp")), "stale temp files are cleaned on resume"
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -76,3 +77,4 @@ def test_signal_stops_gracefully_with_a_checkpoint_and_resumes(tmp_path: Path, s
     done = subprocess.run([*DEMO, "--resume", "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1].startswith("test accuracy:")
+
