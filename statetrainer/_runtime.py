@@ -72,6 +72,9 @@ class Runtime:
         self.started = 0.0
         self.epoch_rng: Any = None
         self.signal: int | None = None
+        from statetrainer._log import logger
+
+        self.log: Any = logger
         self.checkpoint_every: int | None = None
         self.checkpoint_epochs = False
         self.keep_checkpoints = 3
@@ -213,7 +216,8 @@ class Builder:
             return [t._begin_epoch], []
         if state == "on_epoch_end":
             def close_epoch() -> None:
-                rt.metrics.end_epoch(t._epoch)
+                values = rt.metrics.end_epoch(t._epoch)
+                rt.log.info("epoch_finished", epoch=t._epoch, global_step=pos.global_step, **values)
                 if rt.recorder is not None:
                     rt.recorder.write()
                 if rt.checkpoint_epochs:

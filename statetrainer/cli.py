@@ -68,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true", help="no progress bar or epoch table")
     d.add_argument("--resume", action="store_true", help="continue the run in --run-dir with its settings")
     d.add_argument("--checkpoint-every", type=int, default=None, metavar="N", help="checkpoint every N batches")
+    _run_options(d)
     d.set_defaults(func=_demo)
 
     r = sub.add_parser("run", help="run a ConvnetTrainer subclass from a file")
@@ -77,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--run-dir", default=None)
     r.add_argument("--resume", action="store_true", help="continue the run in --run-dir with its settings")
     r.add_argument("--checkpoint-every", type=int, default=None, metavar="N")
+    _run_options(r)
     r.set_defaults(func=_run)
 
     g = sub.add_parser("diagram", help="draw a lifecycle from the code")
@@ -112,6 +114,36 @@ def _parser() -> argparse.ArgumentParser:
 # -- demo / run -----------------------------------------------------------------------
 
 
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                   help="console log level (RUN_DIR/events.jsonl always gets info and above)")
+    p.add_argument("--profile", action="store_true", help="print the time spent in each state at the end")
+
+
+def _observe(trainer: Any, args: argparse.Namespace, run_dir: str) -> Any:
+    """Logging to the console and RUN_DIR/events.jsonl; a StateTimer with --profile."""
+    from statetrainer import _log
+    from statetrainer.builtin_callbacks import StateTimer
+
+    _log.configure(args.log_level, Path(run_dir) / "events.jsonl")
+    trainer.log_transitions = args.log_level == "debug"
+    if not args.profile:
+        return None
+    timer = StateTimer()
+    trainer.add_callback(timer)
+    return timer
+
+
+def _print_profile(timer: Any) -> None:
+    if timer is None:
+        return
+    rows = timer.table()
+    total = sum(r[2] for r in rows) or 1.0
+    print(f"{'state':<28} {'visits':>8} {'seconds':>9} {'share':>6}")
+    for name, visits, seconds in rows:
+        print(f"{name:<28} {visits:>8} {seconds:>9.3f} {seconds / total:>6.1%}")
+
+
 def _default_run_dir() -> str:
     return str(Path("runs") / datetime.datetime.now().strftime("demo-%Y%m%d-%H%M%S-%f"))
 
@@ -131,11 +163,13 @@ def _demo(args: argparse.Namespace) -> int:
     torch.manual_seed(config.seed)
     started = time.perf_counter()
     trainer = demo.build(config, run_dir, checkpoint_every=config.checkpoint_every)
+    timer = _observe(trainer, args, run_dir)
     code = _train_phase(trainer, args.resume, run_dir)
     if code:
         return code
     trainer.test()
     _write_final_diagram(trainer, run_dir)
+    _print_profile(timer)
     print(f"run directory: {run_dir}  ({time.perf_counter() - started:.1f} s)")
     print(f"test accuracy: {trainer.test_accuracy:.4f}")
     return 0
@@ -244,6 +278,7 @@ def _run(args: argparse.Namespace) -> int:
     run_dir = settings["run_dir"]
     config = AttrDict(settings["config"]["values"])
     trainer = cls(config, run_dir=run_dir, checkpoint_every=settings["config"]["checkpoint_every"])
+    timer = _observe(trainer, args, run_dir)
     from statetrainer.custom import LifecycleTrainer
 
     if isinstance(trainer, LifecycleTrainer) and args.mode in ("train", "both"):
@@ -254,6 +289,7 @@ def _run(args: argparse.Namespace) -> int:
             return code
     if args.mode in ("test", "both"):
         trainer.test()
+    _print_profile(timer)
     print(f"run directory: {run_dir}  status: {trainer.status}")
     return 0
 

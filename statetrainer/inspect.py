@@ -30,6 +30,7 @@ class Snapshot:
 
     lifecycle: str | None
     state: str | None
+    enclosing: tuple[str, ...]
     previous: str | None
     epoch: int | None
     num_epochs: int | None
@@ -42,6 +43,7 @@ class Snapshot:
     elapsed: float
     transitions: int
     visits: dict[str, int]
+    seconds: dict[str, float]
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -63,9 +65,14 @@ def snapshot(trainer: Any) -> Snapshot:
     for row in rt.driver.trace._rows:  # raw rows: no TraceEntry per row
         name = row[0][row[1]]
         visits[name] = visits.get(name, 0) + 1
+    spec = trainer.lifecycles().get(pos.lifecycle or "")
+    state = pos.state_name
+    enclosing = spec.enclosing(state) if spec is not None and state is not None else ()
+    timers = [b for b in rt.bundles if type(b).__name__ == "StateTimer"]
     return Snapshot(
         lifecycle=pos.lifecycle,
-        state=pos.state_name,
+        state=state,
+        enclosing=enclosing,
         previous=pos.previous_name,
         epoch=pos.epoch,
         num_epochs=getattr(trainer, "_num_epochs", None),
@@ -78,6 +85,7 @@ def snapshot(trainer: Any) -> Snapshot:
         elapsed=round(time.monotonic() - rt.started, 3) if rt.started else 0.0,
         transitions=rt.driver.trace.total,
         visits=visits,
+        seconds={k: round(v, 6) for k, v in timers[0].seconds.items()} if timers else {},
     )
 
 
@@ -184,12 +192,35 @@ def format_status(data: dict[str, Any]) -> str:
         f"epoch      {data.get('epoch')}/{data.get('num_epochs')}   batch {data.get('batch')}/{data.get('batches')}",
         f"step       {data.get('global_step')}   elapsed {data.get('elapsed')} s",
     ]
+    rate, eta = _rate_and_eta(data)
+    if rate:
+        lines.append(f"rate       {rate:.1f} batches/s" + (f"   ETA {eta:.0f} s" if eta is not None else ""))
+    if data.get("enclosing"):
+        lines.append("inside     " + " > ".join(data["enclosing"]))
     if data.get("metrics"):
         lines.append("metrics    " + "  ".join(f"{k}={v:.4g}" for k, v in data["metrics"].items()))
     if data.get("recent"):
         lines.append("recent     " + " -> ".join(data["recent"]))
+    table = data.get("seconds") or {}
+    counts = data.get("visits") or {}
+    if table or counts:
+        lines.append(f"{'state':<28} {'visits':>8} {'seconds':>9}")
+        ranked = sorted(counts, key=lambda k: (-(table.get(k) or 0.0), -counts[k]))[:8]
+        lines += [f"{k:<28} {counts.get(k, 0):>8} {table.get(k, 0.0):>9.3f}" for k in ranked]
     err = data.get("error")
     if err:
         lines.append(f"FAILED in state {err.get('state')} ({err.get('callback')}), epoch {err.get('epoch')}, batch {err.get('batch')}")
         lines.append(err.get("traceback", ""))
     return "\n".join(lines)
+
+
+def _rate_and_eta(data: dict[str, Any]) -> tuple[float | None, float | None]:
+    """Training batches per second, and the seconds left when the epoch sizes are known."""
+    elapsed, step = data.get("elapsed") or 0.0, data.get("global_step") or 0
+    if not elapsed or not step or data.get("lifecycle") != "train":
+        return None, None
+    rate = step / elapsed
+    batches, epochs = data.get("batches"), data.get("num_epochs")
+    if not batches or not epochs or data.get("lifecycle") != "train":
+        return rate, None
+    return rate, max(0.0, (batches * epochs - step) / rate)

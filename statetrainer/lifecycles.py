@@ -20,6 +20,8 @@ Edges the seed leaves implicit are declared with their reason:
 
 from __future__ import annotations
 
+import attrs
+
 from statetrainer.spec import Edge, Guard, Lifecycle, State
 
 STOP = "stop requested (stop(), stop_train(), exit_trainer() or a signal): end gracefully"
@@ -53,6 +55,29 @@ def _override(source: str, target: str, hook: str, drawn_from: str | None = None
 
 def _overridden_guard(hook: str) -> Guard:
     return Guard(f"{hook}_overridden", f"the trainer overrides {hook}(); the override runs its body")
+
+
+#: Which compound state's body each state belongs to (the seed's nesting).
+PARENTS = {
+    "on_train_start": "train", "start_logger": "train", "train_loop": "train", "on_train_end": "train",
+    "train_epoch": "train_loop",
+    "on_train_epoch_start": "train_epoch", "train_batch": "train_epoch", "on_train_epoch_end": "train_epoch",
+    "evaluate_epoch": "train_epoch", "on_epoch_end": "train_epoch",
+    "on_start_training_batch": "train_batch", "training_step": "train_batch", "on_end_training_batch": "train_batch",
+    "on_evaluate_epoch_start": "evaluate_epoch", "on_evaluate_epoch_end": "evaluate_epoch",
+    "on_evaluate_batch_start": "evaluate_epoch", "evaluate_batch": "evaluate_epoch",
+    "on_evaluate_batch_end": "evaluate_epoch",
+    "load_model": "test", "load_parallel_model": "test", "on_test_start": "test", "test_loop": "test",
+    "on_test_end": "test",
+    "on_start_test_batch": "test_loop", "test_step": "test_loop", "on_end_test_batch": "test_loop",
+}
+
+
+def _nest(states: tuple[State, ...]) -> tuple[State, ...]:
+    names = {s.name for s in states}
+    return tuple(
+        attrs.evolve(s, parent=PARENTS[s.name]) if PARENTS.get(s.name) in names else s for s in states
+    )
 
 
 # -- evaluate ----------------------------------------------------------------------
@@ -96,7 +121,7 @@ def _evaluate_edges(stop_target: str) -> tuple[Edge, ...]:
 
 EVALUATE = Lifecycle(
     name="evaluate",
-    states=(State("evaluate_epoch", 4, compound=True, dashed=True), *_EVALUATE_BODY),
+    states=_nest((State("evaluate_epoch", 4, compound=True, dashed=True), *_EVALUATE_BODY)),
     edges=(
         _stop("evaluate_epoch", "on_evaluate_epoch_end"),
         Edge("evaluate_epoch", "on_evaluate_epoch_start", "descend"),
@@ -175,7 +200,7 @@ _TRAIN_EDGES = (
 
 TRAIN = Lifecycle(
     name="train",
-    states=(
+    states=_nest((
         State("train", 1, compound=True),
         State("on_train_start", 2),
         State("start_logger", 2),
@@ -191,7 +216,7 @@ TRAIN = Lifecycle(
         State("training_step", 5),
         State("on_end_training_batch", 5),
         *_EVALUATE_BODY,
-    ),
+    )),
     edges=_TRAIN_EDGES,
     initial="train",
     finals=(_TRAIN_END,),
@@ -223,7 +248,7 @@ def _test_batch_controls(source: str) -> tuple[Edge, ...]:
 
 TEST = Lifecycle(
     name="test",
-    states=(
+    states=_nest((
         State("test", 1, compound=True),
         State("load_model", 2),
         State("load_parallel_model", 2),
@@ -233,7 +258,7 @@ TEST = Lifecycle(
         State("on_start_test_batch", 3),
         State("test_step", 3),
         State("on_end_test_batch", 3),
-    ),
+    )),
     edges=(
         _stop("test", _TEST_END),
         Edge("test", "load_parallel_model", "choice", guard="data_parallel"),

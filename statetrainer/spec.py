@@ -62,7 +62,8 @@ class State:
 
     ``level`` is the seed's fill colour index, ``compound`` marks a node whose body is
     other states (``train_loop``), ``dashed`` draws it dashed, ``region`` names the
-    nested lifecycle a state came from (``"evaluate"`` inside train).
+    nested lifecycle a state came from (``"evaluate"`` inside train), ``parent`` the
+    compound state whose body it belongs to (``training_step`` is in ``train_batch``).
     """
 
     name: str
@@ -71,6 +72,7 @@ class State:
     dashed: bool = False
     region: str | None = None
     doc: str = ""
+    parent: str | None = None
 
 
 @attrs.frozen
@@ -174,6 +176,15 @@ class Lifecycle:
         """Edges the seed leaves implicit (extension, control, override)."""
         return tuple(e for e in self.edges if not e.is_seed)
 
+    def enclosing(self, name: str) -> tuple[str, ...]:
+        """The compound states around ``name``, outermost first (``train``, ``train_loop``, ...)."""
+        chain: list[str] = []
+        parent = self.state(name).parent
+        while parent is not None and parent not in chain:
+            chain.append(parent)
+            parent = self.state(parent).parent
+        return tuple(reversed(chain))
+
     def region_states(self, region: str | None) -> tuple[str, ...]:
         """Names of the states whose ``region`` is ``region``."""
         return tuple(s.name for s in self.states if s.region == region)
@@ -221,6 +232,10 @@ def _unknown(name: str, known: Iterable[str], what: str, where: str) -> str:
 
 
 def _unknown_names(spec: Lifecycle, known: set[str]) -> Iterator[str]:
+    compounds = {s.name for s in spec.states if s.compound}
+    for s in spec.states:
+        if s.parent is not None and s.parent not in compounds:
+            yield _unknown(s.parent, compounds, "compound state", f"state {s.name!r} parent")
     if spec.initial not in known:
         yield _unknown(spec.initial, known, "state", "initial")
     for f in spec.finals:

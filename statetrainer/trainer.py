@@ -76,6 +76,7 @@ class ConvnetTrainer:
         checkpoint_epochs: bool = False,
         keep_checkpoints: int = 3,
         handle_signals: bool = True,
+        status_interval: float = 0.5,
     ) -> None:
         self._statetrainer = Runtime(self, trace_size)
         rt = self._statetrainer
@@ -85,6 +86,9 @@ class ConvnetTrainer:
             raise ConfigurationError(f"keep_checkpoints must be >= 1, got {keep_checkpoints!r}")
         rt.checkpoint_every, rt.checkpoint_epochs, rt.keep_checkpoints = checkpoint_every, checkpoint_epochs, keep_checkpoints
         self._handle_signals = handle_signals
+        self._status_interval = status_interval
+        #: Log one ``transition_taken`` debug event per transition (costs a call each).
+        self.log_transitions = False
         self.run_dir = run_dir
         self.config = config
         self.default_attr()
@@ -497,6 +501,12 @@ class ConvnetTrainer:
         recorder = self._recorder()
         error: BaseException | None = None
         rt.signal = None
+        from statetrainer._log import logger
+
+        rt.log = logger.bind(trainer=type(self).__qualname__, lifecycle=name,
+                             run_dir=str(self.run_dir) if self.run_dir else None)
+        rt.log.info("run_started", resume=resume, state=start)
+        observer = self._transition_logger()
         try:
             if recorder is not None:
                 recorder.write()
@@ -505,6 +515,8 @@ class ConvnetTrainer:
         except TrainerRunError as err:
             error = err
             self._fail(err)
+            rt.log.error("run_failed", state=err.state, callback=err.callback, epoch=err.epoch,
+                         batch=err.batch, error=repr(err.__cause__))
             raise
         except BaseException as exc:
             error = exc
@@ -515,11 +527,15 @@ class ConvnetTrainer:
         finally:
             torch.set_grad_enabled(grad)
             rt.saved_grad = None
+            if observer is not None:
+                rt.driver.observers.remove(observer)
             self._teardown()
             if recorder is not None:
                 recorder.write(error)
             if error is None:
                 pos.state = -1
+            rt.log.info("run_finished", status=pos.status, global_step=pos.global_step,
+                        seconds=round(time.monotonic() - rt.started, 3))
 
     # ------------------------------------------------------------------ checkpoints
     def _after_batch(self) -> None:
@@ -551,6 +567,7 @@ class ConvnetTrainer:
                 old.unlink(missing_ok=True)
         else:
             _resume.write(self, path, pos.names[state])
+        rt.log.info("checkpoint_written", path=str(path), state=pos.names[state], global_step=pos.global_step)
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
@@ -571,6 +588,8 @@ class ConvnetTrainer:
                     self._checkpoint_at_boundary()
 
         previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        if hasattr(signal, "SIGUSR1"):
+            previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, lambda signum, frame: self.dump_debug())
         try:
             yield
         finally:
@@ -582,6 +601,53 @@ class ConvnetTrainer:
         """The signal number that stopped the last run, if one did (the CLI exits 128 + it)."""
         return self._statetrainer.signal
 
+    def _transition_logger(self) -> Any:
+        if not self.log_transitions:
+            return None
+        log = self._statetrainer.log
+
+        def transition_taken(source: str, target: str) -> None:
+            log.debug("transition_taken", source=source, target=target)
+
+        self._statetrainer.driver.observers.append(transition_taken)
+        return transition_taken
+
+    def break_on(
+        self, state: str, when: Callable[[Any], bool] | None = None,
+        debugger: Callable[[Any], Any] | None = None,
+    ) -> Handle:
+        """Enter the debugger (pdb, or ``debugger(trainer)``) on entry to ``state``, before its hook."""
+        import pdb
+        import sys
+
+        def breakpoint_(trainer: Any) -> None:
+            if debugger is not None:
+                debugger(trainer)
+            else:
+                pdb.Pdb().set_trace(sys._getframe(1))
+
+        breakpoint_.__qualname__ = f"break_on({state!r})"
+        return self._statetrainer.registry.add(state, breakpoint_, order=-(10**9), when=when)
+
+    def dump_debug(self) -> str:
+        """The snapshot and every thread's Python stack, as text; also logged (``debug_dump``)."""
+        import sys
+        import traceback
+
+        snap = self.snapshot()
+        lines = [f"statetrainer debug dump: {snap}"]
+        for ident, frame in sys._current_frames().items():
+            lines.append(f"--- Thread {ident} ---")
+            lines.extend(line.rstrip() for line in traceback.format_stack(frame))
+        text = "\n".join(lines) + "\n"
+        rt = self._statetrainer
+        getattr(rt, "log", None) and rt.log.warning("debug_dump", state=snap.state, epoch=snap.epoch,
+                                                    batch=snap.batch, dump=text)
+        if self.run_dir is not None:
+            with (Path(str(self.run_dir)) / "dumps.txt").open("a") as handle:
+                handle.write(text)
+        return text
+
     def _recorder(self) -> Any:
         rt = self._statetrainer
         if self.run_dir is None:
@@ -592,7 +658,7 @@ class ConvnetTrainer:
         if not parallel.is_main_process():
             return None
         if rt.recorder is None or str(rt.recorder.folder) != str(self.run_dir):
-            rt.recorder = RunRecorder(self, self.run_dir)
+            rt.recorder = RunRecorder(self, self.run_dir, min_interval=self._status_interval)
         return rt.recorder
 
     def snapshot(self) -> Any:
