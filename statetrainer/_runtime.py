@@ -72,6 +72,7 @@ class Runtime:
         self.started = 0.0
         self.epoch_rng: Any = None
         self.signal: int | None = None
+        self.dist_stop: str | None = None
         from statetrainer._log import logger
 
         self.log: Any = logger
@@ -216,6 +217,11 @@ class Builder:
             return [t._begin_epoch], []
         if state == "on_epoch_end":
             def close_epoch() -> None:
+                from statetrainer import parallel
+
+                if parallel.distributed() and parallel.any_rank(rt.dist_stop is not None):
+                    rt.driver.control.request("stop", rt.dist_stop or "stop requested on another rank")
+                    pos.status = "stopping"
                 values = rt.metrics.end_epoch(t._epoch)
                 rt.log.info("epoch_finished", epoch=t._epoch, global_step=pos.global_step, **values)
                 if rt.recorder is not None:

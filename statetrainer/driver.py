@@ -215,6 +215,7 @@ class Driver:
         self.trace = Trace(trace_size)
         self.observers: list[Callable[[str, str], None]] = []
         self.recent_size = 8
+        self.rank: int | None = None  # named in errors under data parallel
 
     def run(
         self,
@@ -333,4 +334,5 @@ class Driver:
             batch=None if pos.batch < 0 else pos.batch,
             recent=self.recent(),
             cause=exc,
+            rank=self.rank,
         )

@@ -87,3 +87,43 @@ def destroy() -> None:
     """Destroy the default process group if one is initialised."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def distributed() -> bool:
+    """True when a process group with more than one process is initialised."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def distribute_loader(loader: Any, seed: int = 0) -> Any:
+    """The same DataLoader with a ``DistributedSampler`` (each rank gets its shard).
+
+    Shuffling is kept if the loader shuffled; ``set_epoch`` is called by the trainer at
+    each epoch. Anything that is not a plain DataLoader is returned unchanged.
+    """
+    from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+    if not distributed() or not isinstance(loader, DataLoader) or isinstance(loader.sampler, DistributedSampler):
+        return loader
+    if loader.batch_size is None:
+        warnings.warn("distribute_loader(): a custom batch_sampler cannot be sharded; every rank sees all data",
+                      RuntimeWarning, stacklevel=2)
+        return loader
+    sampler = DistributedSampler(
+        loader.dataset, shuffle=isinstance(loader.sampler, RandomSampler), seed=seed, drop_last=loader.drop_last
+    )
+    return DataLoader(
+        loader.dataset, batch_size=loader.batch_size, sampler=sampler, num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, drop_last=loader.drop_last,
+        timeout=loader.timeout, worker_init_fn=loader.worker_init_fn, generator=loader.generator,
+        persistent_workers=loader.persistent_workers if loader.num_workers > 0 else False,
+    )
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when ``flag`` is true on any rank (one small all-reduce)."""
+    if not distributed():
+        return flag
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    value = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())

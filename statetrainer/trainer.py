@@ -45,6 +45,12 @@ _ITEM_HOOKS = {
 }
 
 
+def _torchrun_world() -> int:
+    from statetrainer import parallel
+
+    return int(os.environ.get("WORLD_SIZE", "1")) if parallel.launched_by_torchrun() else 1
+
+
 class ConvnetTrainer:
     """farabio's ConvnetTrainer with its lifecycle as an explicit state machine.
 
@@ -93,7 +99,13 @@ class ConvnetTrainer:
         self.config = config
         self.default_attr()
         self.init_attr()
+        from statetrainer import parallel
+
+        if self._data_parallel and parallel.launched_by_torchrun():
+            parallel.init_process_group()
         self.get_trainloader()
+        if parallel.distributed():
+            self.train_loader = parallel.distribute_loader(self.train_loader, seed=int(getattr(self, "_seed", 0)))
         self.get_testloader()
         if self._data_parallel:
             self.build_parallel_model()
@@ -118,7 +130,8 @@ class ConvnetTrainer:
         self.valid_epoch_iter: Any = None
         self.test_loop_iter: Any = None
         self._use_tqdm = False
-        self._data_parallel: Any = None
+        # Under torchrun with several processes, data parallel is on by default.
+        self._data_parallel: Any = True if _torchrun_world() > 1 else None
         self._next_loop = False
         self._epoch = 1
         self._backbone = False
@@ -473,6 +486,12 @@ class ConvnetTrainer:
                 f"{name}() has no edge in lifecycle {spec.name!r}: declare control edges with guard "
                 f"{guard!r} (for a stop: statetrainer.with_stop_edges(lifecycle, target=...))"
             )
+        from statetrainer import parallel
+
+        if what == "stop" and parallel.distributed() and rt.driver.position.lifecycle == "train":
+            # Every rank must take the same path: the ranks agree on stops at each epoch end.
+            rt.dist_stop = reason or "stop"
+            return
         rt.driver.control.request(what, reason)
         if what == "stop":
             rt.driver.position.status = "stopping"
@@ -501,7 +520,11 @@ class ConvnetTrainer:
         recorder = self._recorder()
         error: BaseException | None = None
         rt.signal = None
+        rt.dist_stop = None
+        from statetrainer import parallel
         from statetrainer._log import logger
+
+        rt.driver.rank = parallel.rank() if parallel.distributed() else None
 
         rt.log = logger.bind(trainer=type(self).__qualname__, lifecycle=name,
                              run_dir=str(self.run_dir) if self.run_dir else None)

@@ -14,3 +14,14 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=60, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+import pytest
+import structlog
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog():
+    """The CLI configures structlog globally (as an app should); give each test the defaults."""
+    yield
+    structlog.reset_defaults()
