@@ -48,9 +48,18 @@ def transition_cost(batches: int, rounds: int) -> float:
     return statistics.median(samples)
 
 
+DEVICE = torch.device("cpu")
+
+
+def _sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def _data(batches: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(0)
-    return [(torch.randn(32, 32, generator=g), torch.randn(32, 1, generator=g)) for _ in range(batches)]
+    return [(torch.randn(32, 32, generator=g).to(DEVICE), torch.randn(32, 1, generator=g).to(DEVICE))
+            for _ in range(batches)]
 
 
 class Linear(ConvnetTrainer):
@@ -68,7 +77,7 @@ class Linear(ConvnetTrainer):
 
     def build_model(self) -> None:
         torch.manual_seed(0)
-        self.model = torch.nn.Linear(32, 1)
+        self.model = torch.nn.Linear(32, 1).to(DEVICE)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01)
         self.loss_fn = torch.nn.MSELoss()
 
@@ -84,7 +93,7 @@ class Linear(ConvnetTrainer):
 
 def hand_loop(data: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
     torch.manual_seed(0)
-    model = torch.nn.Linear(32, 1)
+    model = torch.nn.Linear(32, 1).to(DEVICE)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     loss_fn = torch.nn.MSELoss()
     model.train()
@@ -104,15 +113,19 @@ def per_batch_ratio(batches: int, rounds: int, run_dir: str | None = None) -> tu
         times = [0.0, 0.0]
         for which in order:
             if which == 0:
+                _sync()
                 start = time.perf_counter()
                 hand_loop(data)
+                _sync()
                 times[0] = time.perf_counter() - start
             else:
                 trainer = Linear(data)
                 if run_dir:
                     trainer.run_dir = run_dir
+                _sync()
                 start = time.perf_counter()
                 trainer.train()
+                _sync()
                 times[1] = time.perf_counter() - start
         ratios.append(times[1] / times[0])
         hand_us.append(times[0] / batches * 1e6)
@@ -139,9 +152,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--batches", type=int, default=2000)
     parser.add_argument("--import-rounds", type=int, default=7)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: where the per-batch comparison runs")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, 1 thread, {args.rounds} interleaved rounds of {args.batches} batches")
+    print(f"torch {torch.__version__}, 1 thread, {args.rounds} interleaved rounds of {args.batches} batches, "
+          f"device {DEVICE}")
     print(f"driver: {transition_cost(args.batches * 10, args.rounds):.3f} us per transition (no-op hooks, trace on)")
     ratio, hand, ours = per_batch_ratio(args.batches, args.rounds)
     print(f"per batch, Linear(32,1), batch 32: hand loop {hand:.1f} us, ConvnetTrainer {ours:.1f} us, "

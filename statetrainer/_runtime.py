@@ -215,6 +215,11 @@ class Builder:
             return [start_loop], []
         if state == "on_train_epoch_start":
             return [t._begin_epoch], []
+        if state == "on_train_epoch_end":
+            def flush_accumulation() -> None:
+                if t.default_step is not None:
+                    t.default_step.flush()
+            return [flush_accumulation], []
         if state == "on_epoch_end":
             def close_epoch() -> None:
                 from statetrainer import parallel

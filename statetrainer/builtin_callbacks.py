@@ -167,8 +167,11 @@ class ModelCheckpoint(Callback):
         return Path(run_dir) / "checkpoints"
 
     def on_epoch_end(self, trainer: Any) -> None:
+        from statetrainer import parallel
         from statetrainer.checkpoint import save_state_dict
 
+        if not parallel.is_main_process():
+            return
         folder, epoch = self._folder(trainer), trainer._epoch
         if self.every_n_epochs and epoch % self.every_n_epochs == 0:
             save_state_dict(trainer.model, folder / f"epoch{epoch}.pt")
@@ -272,7 +275,9 @@ class CSVLogger(Callback):
         row.update(trainer.metrics())
         self.rows.append(row)
         path = self.path or (Path(trainer.run_dir) / "metrics.csv" if getattr(trainer, "run_dir", None) else None)
-        if path is None:
+        from statetrainer import parallel
+
+        if path is None or not parallel.is_main_process():
             return
         fields: list[str] = []
         for r in self.rows:

@@ -95,7 +95,7 @@ def default_save_model(trainer: Any, parallel: bool = False) -> Path | None:
     """The default ``save_model``: the model's ``state_dict`` to :func:`model_path`."""
     from statetrainer import parallel as par
 
-    if parallel and not par.is_main_process():
+    if not par.is_main_process():  # rank 0 alone writes model files
         return None
     if not isinstance(trainer.model, torch.nn.Module):
         raise ConfigurationError("save_model(): self.model is not a torch.nn.Module; set it in build_model")
@@ -186,6 +186,9 @@ def stateful_attributes(trainer: Any) -> dict[str, Any]:
     scaler = getattr(getattr(torch, "amp", None), "GradScaler", None)
     if isinstance(scaler, type):
         kinds += (scaler,)
+    from statetrainer.steps import StepHelper
+
+    kinds += (StepHelper,)
     return {name: value for name, value in sorted(vars(trainer).items()) if isinstance(value, kinds)}
 
 

@@ -42,6 +42,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        return _main(args)
+    finally:
+        if "torch" in sys.modules:
+            from statetrainer import parallel
+
+            parallel.destroy()
+
+
+def _main(args: argparse.Namespace) -> int:
+    try:
         return int(args.func(args) or 0)
     except (UsageError, StateTrainerError, FileNotFoundError) as exc:
         from statetrainer._errors import TrainerRunError
@@ -125,7 +135,7 @@ def _observe(trainer: Any, args: argparse.Namespace, run_dir: str) -> Any:
     from statetrainer import _log
     from statetrainer.builtin_callbacks import StateTimer
 
-    _log.configure(args.log_level, Path(run_dir) / "events.jsonl")
+    _log.configure(args.log_level, Path(run_dir) / "events.jsonl" if _main_process() else None)
     trainer.log_transitions = args.log_level == "debug"
     if not args.profile:
         return None
@@ -168,6 +178,8 @@ def _demo(args: argparse.Namespace) -> int:
     if code:
         return code
     trainer.test()
+    if not _main_process():
+        return 0
     _write_final_diagram(trainer, run_dir)
     _print_profile(timer)
     print(f"run directory: {run_dir}  ({time.perf_counter() - started:.1f} s)")
@@ -190,18 +202,31 @@ def _settings(args: argparse.Namespace, trainer_name: str, config: dict[str, Any
         if saved.get("trainer") != trainer_name:
             raise UsageError(f"--resume: {args.run_dir!r} belongs to another kind of run ({saved.get('trainer')})")
         return dict(saved)
+    import os
+
+    if not args.run_dir and "LOCAL_RANK" in os.environ:
+        raise UsageError("under torchrun, give --run-dir: every rank must use the same run directory")
     run_dir = args.run_dir or _default_run_dir()
-    _check_run_dir(run_dir, trainer_name)
+    if _main_process():
+        _check_run_dir(run_dir, trainer_name)
     settings = {"trainer": trainer_name, "run_dir": run_dir, "config": config, "train_finished": False}
     Path(run_dir).mkdir(parents=True, exist_ok=True)
-    (Path(run_dir) / RUN_FILE).write_text(json.dumps(settings, indent=1))
+    if _main_process():
+        (Path(run_dir) / RUN_FILE).write_text(json.dumps(settings, indent=1))
     return settings
+
+
+def _main_process() -> bool:
+    """Rank 0 (or a single process) writes files and prints; torchrun's other ranks stay quiet."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _train_phase(trainer: Any, resume: bool, run_dir: str) -> int:
     """Train (or resume training); returns 128+signal when a signal stopped it, else 0."""
     path = Path(run_dir) / RUN_FILE
-    settings = json.loads(path.read_text())
+    settings = json.loads(path.read_text()) if path.is_file() else {}
     if resume and settings.get("train_finished"):
         print(f"training in {run_dir} had finished; running the test phase only")
         from statetrainer.checkpoint import load_state_dict, model_path
@@ -223,7 +248,8 @@ def _train_phase(trainer: Any, resume: bool, run_dir: str) -> int:
               file=sys.stderr)
         return 128 + int(trainer.stopped_by_signal)
     settings["train_finished"] = True
-    path.write_text(json.dumps(settings, indent=1))
+    if _main_process():
+        path.write_text(json.dumps(settings, indent=1))
     return 0
 
 

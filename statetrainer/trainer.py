@@ -135,6 +135,8 @@ class ConvnetTrainer:
         self._next_loop = False
         self._epoch = 1
         self._backbone = False
+        #: A :class:`~statetrainer.steps.StepHelper`; when set, the default training_step uses it.
+        self.default_step: Any = None
 
     def init_attr(self, *args: Any) -> None:
         """Calls the seven ``define_*_attr`` hooks, in farabio's order."""
@@ -284,7 +286,15 @@ class ConvnetTrainer:
             optimizer.zero_grad(set_to_none=True)
 
     def training_step(self, *args: Any) -> None:
-        """Hook: the training step of one item."""
+        """Hook: the training step of one item.
+
+        By default (farabio's) it does nothing; with ``self.default_step`` set (a
+        :class:`~statetrainer.steps.StepHelper`) it runs that step on the current item and
+        logs ``train_loss``.
+        """
+        if self.default_step is not None:
+            self.loss = self.default_step(self._statetrainer.train.item)
+            self.log("train_loss", self.loss)
 
     def loss_backward(self, *args: Any) -> None:
         """Hook: back-propagate ``self.loss``."""

@@ -90,3 +90,20 @@ def test_nccl_without_cuda_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.setenv(key, value)
     with pytest.raises(ConfigurationError, match="backend 'nccl' needs CUDA.*use backend='gloo'"):
         parallel.init_process_group("nccl")
+
+
+def test_the_demo_runs_under_torchrun_and_inspect_shows_it_finished(tmp_path: Path) -> None:
+    """torchrun --nproc_per_node 2 -m statetrainer demo finishes; rank 0 wrote the run directory."""
+    run = tmp_path / "run"
+    done = subprocess.run(
+        [TORCHRUN, "--standalone", "--nproc_per_node", "2", "-m", "statetrainer", "demo", "--epochs", "2",
+         "--quiet", "--run-dir", str(run)], capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("test accuracy:") == 1, "only rank 0 prints"
+    status = subprocess.run([sys.executable, "-m", "statetrainer", "inspect", str(run), "--json"],
+                            capture_output=True, text=True, check=True)
+    data = json.loads(status.stdout)
+    assert data["status"] == "finished" and (run / "model.pt").is_file()
+    trace = [json.loads(line)["state"] for line in (run / "trace.jsonl").read_text().splitlines()]
+    assert trace.count("on_train_epoch_start") == 2
