@@ -46,9 +46,10 @@ class Feed:
         if self.opener is not None:
             opener, self.opener = self.opener, None
             taken = self.taken
-            self.iterator = opener()
+            iterator: Iterator[Any] = opener()
+            self.iterator = iterator
             self.taken = taken
-            return self.iterator
+            return iterator
         source = getattr(owner, self.iterable_attr, None)
         if source is None:
             source = getattr(owner, self.loader_attr, None)
@@ -93,7 +94,7 @@ def _skip(source: Any, count: int) -> Iterator[Any]:
     fast = steps_data.skip_batches(source, count)
     if fast is not None:
         return fast
-    iterator = iter(source)
+    iterator: Iterator[Any] = iter(source)
     for _ in range(count):
         next(iterator, None)
     return iterator

@@ -14,6 +14,7 @@ and then the RNG states of the checkpoint moment restored.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ def capture(trainer: Any, state: str) -> dict[str, Any]:
     }
 
 
-def write(trainer: Any, path: str | Path, state: str) -> Path:
+def write(trainer: Any, path: str | os.PathLike[str], state: str) -> Path:
     """Capture and write atomically to ``path``."""
     payload = capture(trainer, state)
     return ck.atomic_write(path, lambda f: torch.save(payload, f))
@@ -142,7 +143,7 @@ def _stateful(bundles: list[Any]) -> list[Any]:
     from statetrainer.builtin_callbacks import Callback
 
     return [b for b in bundles if callable(getattr(b, "state_dict", None))
-            and getattr(type(b), "state_dict") is not Callback.state_dict]
+            and type(b).state_dict is not Callback.state_dict]
 
 
 def _restore_callbacks(bundles: list[Any], saved: list[Any]) -> None:

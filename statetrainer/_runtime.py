@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 from statetrainer import lifecycles
 from statetrainer._feeds import EXHAUSTED, UNFETCHED, Feed
 from statetrainer.callbacks import Registry
-from statetrainer.metrics import Metrics
 from statetrainer.driver import Call, Check, Driver, Program
 from statetrainer.machine import CompiledMachine, compile_machine
+from statetrainer.metrics import Metrics
 from statetrainer.spec import Lifecycle
 
 if TYPE_CHECKING:
@@ -118,15 +118,16 @@ class Builder:
         hook = self._hook(state)
         pre, post = self._bookkeeping(state)
         out: list[Call] = [*pre]
-        for group, label in ((before, None), (hook, state), (after, None)):
-            for item in group:
-                if label is not None:
-                    self.names[id(item)] = f"hook {type(self.t).__name__}.{label}"
+        for handles in (before, None, after):
+            if handles is None:
+                for item in hook:
+                    self.names[id(item)] = f"hook {type(self.t).__name__}.{state}"
                     out.append(item)
-                else:
-                    call = item.bind(self.t)
-                    self.names[id(call)] = item.name
-                    out.append(call)
+                continue
+            for handle in handles:
+                call = handle.bind(self.t)
+                self.names[id(call)] = handle.name
+                out.append(call)
         for p in (*pre, *post):
             self.names.setdefault(id(p), f"statetrainer bookkeeping of {state}")
         out.extend(post)
@@ -134,7 +135,7 @@ class Builder:
 
     # -- hooks -------------------------------------------------------------------
     def _hook(self, state: str) -> list[Call]:
-        t, rt = self.t, self.rt
+        t, _rt = self.t, self.rt
         builtin = self.builtin
         special = _ITEM_HOOKS.get(state) if builtin else None
         if special is not None:

@@ -88,7 +88,7 @@ def _metric(trainer: Any, monitor: str) -> float:
             f"metric {monitor!r} was not logged this epoch (logged: {logged}); "
             f"call trainer.log({monitor!r}, value) in a hook"
         )
-    return values[monitor]
+    return float(values[monitor])
 
 
 def _better(mode: str, value: float, best: float, min_delta: float = 0.0) -> bool:
@@ -314,7 +314,8 @@ class TensorBoardLogger(Callback):
 
     def on_epoch_end(self, trainer: Any) -> None:
         if self.writer is None:
-            folder = self.log_dir or (Path(trainer.run_dir) / "tensorboard" if getattr(trainer, "run_dir", None) else "runs/tensorboard")
+            run_dir = getattr(trainer, "run_dir", None)
+            folder = self.log_dir or (Path(run_dir) / "tensorboard" if run_dir else "runs/tensorboard")
             self.writer = self._writer_cls(log_dir=str(folder))
         for name, value in trainer.metrics().items():
             self.writer.add_scalar(name, value, trainer._epoch)

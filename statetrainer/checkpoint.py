@@ -67,7 +67,7 @@ def model_path(trainer: Any) -> Path | None:
 def unwrap(model: Any) -> Any:
     """The module inside ``DistributedDataParallel``/``DataParallel`` wrappers."""
     while hasattr(model, "module") and isinstance(model, torch.nn.Module) and isinstance(
-        getattr(model, "module"), torch.nn.Module
+        model.module, torch.nn.Module
     ):
         model = model.module
     return model
@@ -136,7 +136,8 @@ CHECKPOINT_DIR = "checkpoints"
 def _generators(loader: Any) -> list[torch.Generator]:
     """The torch Generators a DataLoader's shuffling draws from (deduplicated)."""
     found: list[torch.Generator] = []
-    for obj in (loader, getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    for obj in (loader, getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None)):
         g = getattr(obj, "generator", None)
         if isinstance(g, torch.Generator) and all(g is not x for x in found):
             found.append(g)

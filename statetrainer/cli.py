@@ -352,10 +352,11 @@ def _trainer_lifecycles(target: str | None) -> dict[str, Any]:
 
     if target is None:
         return dict(lifecycles.BUILTIN)
-    cls = load_class(target)
-    if not (isinstance(cls, type) and callable(getattr(cls, "lifecycles", None))):
+    cls: Any = load_class(target)
+    lifecycles_of = getattr(cls, "lifecycles", None) if isinstance(cls, type) else None
+    if not callable(lifecycles_of):
         raise UsageError(f"{target!r} is not a statetrainer trainer class")
-    return dict(cls.lifecycles())
+    return dict(lifecycles_of())
 
 
 # -- diagram / verify -------------------------------------------------------------------

@@ -276,7 +276,7 @@ class Driver:
                         fn = boundary  # type: ignore[assignment]
                         boundary(s)
                         phase = 1
-                    for check, target, edge in full[s]:
+                    for check, target, edge in full[s]:  # noqa: B007 - read after break
                         if check is None or check():
                             break
                     else:
@@ -285,7 +285,7 @@ class Driver:
                         return s
                     ctl.settle(edge)
                 else:
-                    for check, target in fast[s]:
+                    for check, target in fast[s]:  # noqa: B007 - read after break
                         if check is None or check():
                             break
                     else:

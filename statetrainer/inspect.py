@@ -209,7 +209,8 @@ def format_status(data: dict[str, Any]) -> str:
         lines += [f"{k:<28} {counts.get(k, 0):>8} {table.get(k, 0.0):>9.3f}" for k in ranked]
     err = data.get("error")
     if err:
-        lines.append(f"FAILED in state {err.get('state')} ({err.get('callback')}), epoch {err.get('epoch')}, batch {err.get('batch')}")
+        lines.append(f"FAILED in state {err.get('state')} ({err.get('callback')}), "
+                     f"epoch {err.get('epoch')}, batch {err.get('batch')}")
         lines.append(err.get("traceback", ""))
     return "\n".join(lines)
 

@@ -97,11 +97,14 @@ _EVALUATE_GUARDS = (
 
 def _evaluate_edges(stop_target: str) -> tuple[Edge, ...]:
     end, first, nxt = "on_evaluate_epoch_end", "on_evaluate_batch_start", "has_next_valid_batch"
-    batch_controls = lambda s: (  # noqa: E731 - three states share them
-        _stop(s, stop_target),
-        _stop_epoch(s, end, "stop_epoch() requested: the rest of this evaluation is skipped"),
-        *_skip(s, first, end, nxt, SKIP_EVAL),
-    )
+
+    def batch_controls(s: str) -> tuple[Edge, ...]:
+        return (
+            _stop(s, stop_target),
+            _stop_epoch(s, end, "stop_epoch() requested: the rest of this evaluation is skipped"),
+            *_skip(s, first, end, nxt, SKIP_EVAL),
+        )
+
     return (
         _stop("on_evaluate_epoch_start", stop_target),
         _stop_epoch("on_evaluate_epoch_start", end, "stop_epoch() requested: evaluation is skipped"),

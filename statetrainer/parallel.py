@@ -108,7 +108,7 @@ def distribute_loader(loader: Any, seed: int = 0) -> Any:
         warnings.warn("distribute_loader(): a custom batch_sampler cannot be sharded; every rank sees all data",
                       RuntimeWarning, stacklevel=2)
         return loader
-    sampler = DistributedSampler(
+    sampler: DistributedSampler[Any] = DistributedSampler(
         loader.dataset, shuffle=isinstance(loader.sampler, RandomSampler), seed=seed, drop_last=loader.drop_last
     )
     return DataLoader(

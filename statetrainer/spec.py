@@ -124,6 +124,22 @@ class Edge:
         return text
 
 
+def _states(value: Iterable[State]) -> tuple[State, ...]:
+    return tuple(value)
+
+
+def _edges(value: Iterable[Edge]) -> tuple[Edge, ...]:
+    return tuple(value)
+
+
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _guards(value: Iterable[Guard]) -> tuple[Guard, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class Lifecycle:
     """A validated lifecycle: states, edges in priority order, guards, initial/final states.
@@ -132,11 +148,11 @@ class Lifecycle:
     """
 
     name: str
-    states: tuple[State, ...] = attrs.field(converter=tuple)
-    edges: tuple[Edge, ...] = attrs.field(converter=tuple)
+    states: tuple[State, ...] = attrs.field(converter=_states)
+    edges: tuple[Edge, ...] = attrs.field(converter=_edges)
     initial: str
-    finals: tuple[str, ...] = attrs.field(converter=tuple)
-    guards: tuple[Guard, ...] = attrs.field(default=(), converter=tuple)
+    finals: tuple[str, ...] = attrs.field(converter=_names)
+    guards: tuple[Guard, ...] = attrs.field(default=(), converter=_guards)
     colorscheme: str = "set36"
     graph_name: str | None = None
     doc: str = ""

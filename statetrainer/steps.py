@@ -119,9 +119,9 @@ class StepHelper:
         """Back-propagate ``loss / accumulate`` (scaled under fp16)."""
         loss = loss / self.accumulate
         if self.scaler is not None:
-            self.scaler.scale(loss).backward()
+            self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
         else:
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
         self.micro += 1
 
     @property

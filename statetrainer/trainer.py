@@ -25,8 +25,8 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -71,6 +71,14 @@ class ConvnetTrainer:
 
     #: Extra attributes a checkpoint keeps (picklable basic values: numbers, strings, lists, dicts).
     checkpoint_attrs: tuple[str, ...] = ()
+    # farabio's attributes, set in default_attr()
+    train_loader: Any
+    valid_loader: Any
+    test_loader: Any
+    model: Any
+    train_epoch_iter: Any
+    valid_epoch_iter: Any
+    test_loop_iter: Any
 
     def __init__(
         self,
@@ -90,7 +98,8 @@ class ConvnetTrainer:
             raise ConfigurationError(f"checkpoint_every must be an int >= 1 (batches), got {checkpoint_every!r}")
         if keep_checkpoints < 1:
             raise ConfigurationError(f"keep_checkpoints must be >= 1, got {keep_checkpoints!r}")
-        rt.checkpoint_every, rt.checkpoint_epochs, rt.keep_checkpoints = checkpoint_every, checkpoint_epochs, keep_checkpoints
+        rt.checkpoint_every, rt.checkpoint_epochs = checkpoint_every, checkpoint_epochs
+        rt.keep_checkpoints = keep_checkpoints
         self._handle_signals = handle_signals
         self._status_interval = status_interval
         #: Log one ``transition_taken`` debug event per transition (costs a call each).
@@ -121,14 +130,14 @@ class ConvnetTrainer:
         self._start_epoch = 1
         self._has_eval = True
         self._eval_interval = 1
-        self.train_loader: Any = None
-        self.valid_loader: Any = None
-        self.test_loader: Any = None
-        self.model: Any = None
+        self.train_loader = None
+        self.valid_loader = None
+        self.test_loader = None
+        self.model = None
         self._model_path: Any = None
-        self.train_epoch_iter: Any = None
-        self.valid_epoch_iter: Any = None
-        self.test_loop_iter: Any = None
+        self.train_epoch_iter = None
+        self.valid_epoch_iter = None
+        self.test_loop_iter = None
         self._use_tqdm = False
         # Under torchrun with several processes, data parallel is on by default.
         self._data_parallel: Any = True if _torchrun_world() > 1 else None
@@ -707,7 +716,7 @@ class ConvnetTrainer:
         before, after = rt.registry.for_state(ON_EXCEPTION)
         for handle in (*before, *after):
             try:
-                handle.fn(self, err)
+                handle.fn(self, err)  # type: ignore[call-arg]
             except Exception as exc:  # never mask the original failure
                 err.add_note(f"{handle.name} (on_exception) also failed: {exc!r}")
 

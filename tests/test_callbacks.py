@@ -13,8 +13,17 @@ from hypothesis import strategies as st
 from recording import Config, RecordingTrainer
 
 from statetrainer import (
-    Callback, CSVLogger, EarlyStopping, LRSchedulerStep, ModelCheckpoint, NotRunningError,
-    ProgressBar, StateTimer, TensorBoardLogger, TrainerRunError, UnknownStateError,
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    LRSchedulerStep,
+    ModelCheckpoint,
+    NotRunningError,
+    ProgressBar,
+    StateTimer,
+    TensorBoardLogger,
+    TrainerRunError,
+    UnknownStateError,
 )
 
 

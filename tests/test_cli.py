@@ -108,7 +108,8 @@ def test_every_transition_of_the_builtin_lifecycles_is_exercised() -> None:
     for cls_name, hook in (("Loop", "train_loop"), ("Epoch", "train_epoch"), ("Eval", "evaluate_epoch"), ("Test", "test_loop")):
         cls = type(cls_name, (RecordingTrainer,), {hook: lambda self, *a: None})
         t = cls(Config(num_epochs=2))
-        t.train(); t.test()
+        t.train()
+        t.test()
         traces.append(list(t.trace))
     batch_cls = type("Batch", (RecordingTrainer,), {"train_batch": lambda self, args: None})
     t = batch_cls(Config(num_epochs=1))

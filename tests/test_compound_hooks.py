@@ -90,7 +90,7 @@ def test_train_loop_override_calling_train_epoch_directly() -> None:
 
     class MyLoop(RecordingTrainer):
         def train_loop(self) -> None:
-            for self._epoch in range(self._start_epoch, self._num_epochs + 1):
+            for self._epoch in range(self._start_epoch, self._num_epochs + 1):  # noqa: B020 - farabio's idiom
                 self.train_epoch()
 
     cfg = Config(num_epochs=2, batches=2, valid_items=1)

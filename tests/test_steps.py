@@ -10,6 +10,7 @@ import torch
 from statetrainer import ConfigurationError, ConvnetTrainer
 from statetrainer.steps import StepHelper, resolve_device, to_device
 
+
 def cuda(test: Any) -> Any:
     """Marked `cuda` (benchmarks/gpu_check.sh selects them) and skipped without a CUDA device."""
     return pytest.mark.cuda(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")(test))
