@@ -23,6 +23,10 @@ import torch
 from statetrainer import checkpoint as ck
 from statetrainer._errors import CheckpointError
 
+#: Boundaries where a resume needs nothing that hooks keep in attributes for the current
+#: batch: signal stops wait for one of these; automatic checkpoints are taken at them.
+RESUMABLE = frozenset({"on_end_training_batch", "on_train_epoch_end", "on_epoch_end", "on_train_end"})
+
 #: States inside an epoch's batch loop: resuming there re-opens the training iterable.
 IN_EPOCH = frozenset({
     "on_train_epoch_start", "train_batch", "on_start_training_batch", "training_step", "on_end_training_batch",

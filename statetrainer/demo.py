@@ -32,6 +32,9 @@ def load_digits() -> tuple[torch.Tensor, torch.Tensor]:
 class DigitsTrainer(ConvnetTrainer):
     """Train/valid/test split, per-epoch table, best-model checkpoint, test accuracy."""
 
+    # set in hooks and read later in the epoch: kept by checkpoints for a mid-epoch resume
+    checkpoint_attrs = ("_epoch_started",)
+
     def define_data_attr(self) -> None:
         self._batch_size = int(self.config.get("batch_size", 32))
         self._seed = int(self.config.get("seed", 0))
@@ -69,13 +72,13 @@ class DigitsTrainer(ConvnetTrainer):
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self._lr)
 
     def start_logger(self) -> None:
-        self._epoch_started = time.perf_counter()
+        self._epoch_started = time.time()
         if not self.config.get("quiet"):
             print(f"{'epoch':>5} {'train loss':>10} {'valid loss':>10} {'valid acc':>9} {'time':>6}")
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
-        self._epoch_started = time.perf_counter()
+        self._epoch_started = time.time()
 
     def on_start_training_batch(self, args: Any) -> None:
         self.inputs, self.targets = (a.to(self._device) for a in args)
@@ -97,7 +100,7 @@ class DigitsTrainer(ConvnetTrainer):
         m = self.metrics()
         if not self.config.get("quiet"):
             print(f"{self._epoch:>5} {m['train_loss']:>10.4f} {m.get('valid_loss', float('nan')):>10.4f} "
-                  f"{m.get('valid_acc', float('nan')):>9.3f} {time.perf_counter() - self._epoch_started:>5.1f}s")
+                  f"{m.get('valid_acc', float('nan')):>9.3f} {time.time() - self._epoch_started:>5.1f}s")
 
     def on_train_end(self) -> None:
         if self.run_dir:

@@ -78,6 +78,8 @@ class _GuardModel:
     what ``transitions`` patches onto its model.
     """
 
+    state: str  # set by transitions
+
     def __init__(self) -> None:
         self.outcomes: dict[str, bool] = {}
 

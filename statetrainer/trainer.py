@@ -624,10 +624,8 @@ class ConvnetTrainer:
                 raise KeyboardInterrupt
             rt.signal = signum
             if rt.running:
-                rt.driver.control.request("stop", f"signal {signal.Signals(signum).name}")
                 rt.driver.position.status = "stopping"
-                if self.run_dir is not None:
-                    self._checkpoint_at_boundary()
+                rt.driver.control.at_boundary(lambda s: self._stop_for_signal(s, signum))
 
         previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
         if hasattr(signal, "SIGUSR1"):
@@ -637,6 +635,23 @@ class ConvnetTrainer:
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
+
+    def _stop_for_signal(self, state: int, signum: int) -> None:
+        """At a resumable boundary: write a checkpoint (with a run_dir) and stop; else wait for one.
+
+        Inside a batch, hooks hold per-batch values in attributes that a resume would not
+        re-create, so the stop waits for the batch's end (milliseconds later).
+        """
+        from statetrainer._resume import RESUMABLE
+
+        rt = self._statetrainer
+        pos = rt.driver.position
+        if pos.lifecycle == "train" and pos.names[state] not in RESUMABLE:
+            rt.driver.control.at_boundary(lambda s: self._stop_for_signal(s, signum))
+            return
+        if pos.lifecycle == "train" and self.run_dir is not None and pos.depth == 0:
+            self._write_checkpoint(None, state)
+        rt.driver.control.request("stop", f"signal {signal.Signals(signum).name}")
 
     @property
     def stopped_by_signal(self) -> int | None:

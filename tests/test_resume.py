@@ -185,17 +185,21 @@ def test_atomic_write_never_replaces_a_good_file_on_failure(tmp_path: Path) -> N
     assert target.read_bytes() == b"good" and [p.name for p in tmp_path.iterdir()] == ["model.pt"]
 
 
-def test_sigint_stops_at_the_next_transition_and_a_second_aborts(tmp_path: Path) -> None:
-    """First SIGINT: graceful stop with a checkpoint; a second one during the stop aborts at once."""
+def test_sigint_stops_at_the_batch_end_with_a_checkpoint_and_a_second_aborts(tmp_path: Path) -> None:
+    """First SIGINT mid-batch: the batch finishes, a checkpoint is written there, the run stops
+    gracefully; a second SIGINT during the stop aborts at once."""
     import os
     import signal
+
+    from statetrainer import checkpoint as ck
 
     t = Dropouty(False, False, run_dir=tmp_path)
     t.on("training_step", lambda tr: os.kill(os.getpid(), signal.SIGINT), once=3)
     t.train()
     assert t.status == "stopped" and t.stopped_by_signal == signal.SIGINT
-    assert [e.state for e in t.trace][-2:] == ["training_step", "on_train_end"]
-    assert list((tmp_path / "checkpoints").glob("ckpt-*.pt"))
+    assert [e.state for e in t.trace][-2:] == ["on_end_training_batch", "on_train_end"]
+    _, data = ck.latest_good(tmp_path / "checkpoints")
+    assert data["state"] == "on_end_training_batch" and data["position"]["global_step"] == 3
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the previous handler is restored"
 
     again = Dropouty(False, False)
