@@ -73,9 +73,9 @@ class Runtime:
         self.epoch_rng: Any = None
         self.signal: int | None = None
         self.dist_stop: str | None = None
-        from statetrainer._log import logger
+        from statetrainer._log import RunLog
 
-        self.log: Any = logger
+        self.log: Any = RunLog({}, None)
         self.checkpoint_every: int | None = None
         self.checkpoint_epochs = False
         self.keep_checkpoints = 3

@@ -131,11 +131,11 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _observe(trainer: Any, args: argparse.Namespace, run_dir: str) -> Any:
-    """Logging to the console and RUN_DIR/events.jsonl; a StateTimer with --profile."""
+    """A console at --log-level (the trainer writes RUN_DIR/events.jsonl); a StateTimer with --profile."""
     from statetrainer import _log
     from statetrainer.builtin_callbacks import StateTimer
 
-    _log.configure(args.log_level, Path(run_dir) / "events.jsonl" if _main_process() else None)
+    _log.configure(args.log_level)
     trainer.log_transitions = args.log_level == "debug"
     if not args.profile:
         return None

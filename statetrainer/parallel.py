@@ -53,7 +53,11 @@ def init_process_group(backend: str | None = None, timeout_s: float = 120.0) -> 
         raise ConfigurationError("backend 'nccl' needs CUDA, and this machine has none; use backend='gloo'")
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    # The timeout bounds every collective: a rank that died cannot hang the others forever.
     dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
+    import atexit
+
+    atexit.register(destroy)  # also after a failure that never reaches the caller's cleanup
     return True
 
 

@@ -541,12 +541,13 @@ class ConvnetTrainer:
         rt.signal = None
         rt.dist_stop = None
         from statetrainer import parallel
-        from statetrainer._log import logger
+        from statetrainer._log import RunLog
 
         rt.driver.rank = parallel.rank() if parallel.distributed() else None
-
-        rt.log = logger.bind(trainer=type(self).__qualname__, lifecycle=name,
-                             run_dir=str(self.run_dir) if self.run_dir else None)
+        context = {"trainer": type(self).__qualname__, "lifecycle": name,
+                   "run_dir": str(self.run_dir) if self.run_dir else None}
+        events = Path(str(self.run_dir)) / "events.jsonl" if recorder is not None else None
+        rt.log = RunLog(context, events)
         rt.log.info("run_started", resume=resume, state=start)
         observer = self._transition_logger()
         try:
@@ -578,6 +579,7 @@ class ConvnetTrainer:
                 pos.state = -1
             rt.log.info("run_finished", status=pos.status, global_step=pos.global_step,
                         seconds=round(time.monotonic() - rt.started, 3))
+            rt.log.close()
 
     # ------------------------------------------------------------------ checkpoints
     def _after_batch(self) -> None:

@@ -141,3 +141,19 @@ def test_trace_file_appends_and_rotates(tmp_path: Path) -> None:
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "no gaps or repeats"
     assert seqs[-1] == t.trace.total - 1 and rows[-1]["state"] == "on_train_end"
     assert testing.check_trace(rows, lifecycles.BUILTIN) is None
+
+
+def test_resume_with_nothing_to_resume_and_foreign_run_dirs(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """--resume without a run, or in another kind of run directory: one-line errors, exit 2."""
+    assert main(["demo", "--resume", "--run-dir", str(tmp_path / "none")]) == 2
+    assert "has nothing to resume" in capsys.readouterr().err
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "run.json").write_text(json.dumps({"trainer": "SomethingElse", "run_dir": str(other), "config": {}}))
+    assert main(["demo", "--resume", "--run-dir", str(other)]) == 2
+    assert "belongs to another kind of run (SomethingElse)" in capsys.readouterr().err
+    (other / "status.json").write_text(json.dumps({"format": "statetrainer.status/1", "trainer": "x:Other"}))
+    assert main(["demo", "--run-dir", str(other), "--quiet"]) == 2
+    assert "belongs to another kind of run (x:Other)" in capsys.readouterr().err
+    assert main(["demo", "--resume"]) == 2
+    assert "--resume needs --run-dir" in capsys.readouterr().err

@@ -164,3 +164,13 @@ def test_cli_writes_events_jsonl_and_profile(tmp_path: Path, capsys) -> None:  #
     assert events[0] == "run_started" and "epoch_finished" in events and events[-1] == "run_finished"
     out = capsys.readouterr().out
     assert "training_step" in out and "share" in out
+
+
+def test_library_writes_events_jsonl_without_configuring_structlog(tmp_path: Path) -> None:
+    """A trainer with a run_dir appends its events to RUN_DIR/events.jsonl; global config untouched."""
+    before = structlog.get_config()
+    TinyTrainer(epochs=2, run_dir=tmp_path).train()
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in events] == ["run_started", "epoch_finished", "epoch_finished", "run_finished"]
+    assert events[1]["level"] == "info" and events[1]["trainer"] == "TinyTrainer" and "val_loss" in events[1]
+    assert structlog.get_config() == before
