@@ -104,6 +104,57 @@ def hand_loop(data: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         optimizer.step()
 
 
+class MethodStyle:
+    """The same steps written the farabio way (methods and ``self.`` attributes), no statetrainer."""
+
+    def __init__(self) -> None:
+        torch.manual_seed(0)
+        self.model = torch.nn.Linear(32, 1).to(DEVICE)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01)
+        self.loss_fn = torch.nn.MSELoss()
+
+    def on_start_training_batch(self, args: tuple[torch.Tensor, torch.Tensor]) -> None:
+        self.x, self.y = args
+
+    def training_step(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.loss = self.loss_fn(self.model(self.x), self.y)
+        self.loss.backward()
+        self.optimizer.step()
+
+    def on_end_training_batch(self) -> None:
+        pass
+
+
+def method_loop(data: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    trainer = MethodStyle()
+    trainer.model.train()
+    for item in data:
+        trainer.on_start_training_batch(item)
+        trainer.training_step()
+        trainer.on_end_training_batch()
+
+
+def style_ratio(batches: int, rounds: int) -> tuple[float, float]:
+    """Median (ConvnetTrainer / method-style loop) and (method-style / hand loop) ratios."""
+    data = _data(batches)
+    ours, style = [], []
+    for r in range(rounds):
+        times = {}
+        order = ("hand", "method", "trainer") if r % 2 == 0 else ("trainer", "method", "hand")
+        for which in order:
+            run = {"hand": lambda: hand_loop(data), "method": lambda: method_loop(data),
+                   "trainer": lambda: Linear(data).train()}[which]
+            _sync()
+            start = time.perf_counter()
+            run()
+            _sync()
+            times[which] = time.perf_counter() - start
+        ours.append(times["trainer"] / times["method"])
+        style.append(times["method"] / times["hand"])
+    return statistics.median(ours), statistics.median(style)
+
+
 def per_batch_ratio(batches: int, rounds: int, run_dir: str | None = None) -> tuple[float, float, float]:
     """Median (trainer / hand) time ratio, and the median µs per batch of each."""
     data = _data(batches)
@@ -163,6 +214,9 @@ def main() -> None:
     ratio, hand, ours = per_batch_ratio(args.batches, args.rounds)
     print(f"per batch, Linear(32,1), batch 32: hand loop {hand:.1f} us, ConvnetTrainer {ours:.1f} us, "
           f"median ratio {ratio:.4f} ({(ratio - 1) * 100:+.2f}%)")
+    ours, style = style_ratio(args.batches, args.rounds)
+    print(f"  split: method-style loop / hand loop {style:.4f} ({(style - 1) * 100:+.2f}%, the hook style itself); "
+          f"ConvnetTrainer / method-style loop {ours:.4f} ({(ours - 1) * 100:+.2f}%, statetrainer's own cost)")
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:

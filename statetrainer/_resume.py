@@ -122,7 +122,7 @@ def restore(trainer: Any, data: dict[str, Any]) -> str:
     pos.depth = 0
     rt.epoch_started = runtime["epoch_started"]
     rt.epoch_rng = data["epoch_rng"]
-    rt.driver.trace.total = runtime["trace_total"]
+    rt.driver.trace.start_at(runtime["trace_total"])
     rt.metrics.load_state_dict(data["metrics"])
     _restore_callbacks(rt.bundles, data["callbacks"])
     ctl.clear()

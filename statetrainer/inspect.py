@@ -61,10 +61,7 @@ def snapshot(trainer: Any) -> Snapshot:
     """A frozen :class:`Snapshot` of ``trainer`` now."""
     rt = trainer._statetrainer
     pos = rt.driver.position
-    visits: dict[str, int] = {}
-    for row in rt.driver.trace._rows:  # raw rows: no TraceEntry per row
-        name = row[0][row[1]]
-        visits[name] = visits.get(name, 0) + 1
+    visits = rt.driver.trace.state_counts()
     spec = trainer.lifecycles().get(pos.lifecycle or "")
     state = pos.state_name
     enclosing = spec.enclosing(state) if spec is not None and state is not None else ()

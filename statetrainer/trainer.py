@@ -529,7 +529,8 @@ class ConvnetTrainer:
         first = program.table.index[start] if start else program.table.initial
         if not resume:
             ctl.clear()
-            pos.epoch, pos.batch, pos.depth = (self._epoch if name == "train" else None), -1, 0
+            epoch = self._epoch if name == "train" and isinstance(self._epoch, int) else None
+            pos.epoch, pos.batch, pos.depth = epoch, -1, 0
         rt.registry.reset_counts() if not resume else None
         rt.last_error = None
         pos.status = "stopping" if ctl.stop else "running"
@@ -813,7 +814,8 @@ class ConvnetTrainer:
             steps_data.set_sampler_epoch(self.train_loader, self._epoch)
             rt.epoch_rng = checkpoint.rng_state(self.train_loader)
         rt.train.reset()
-        pos.epoch, pos.batch = self._epoch, -1
+        pos.epoch = int(self._epoch) if isinstance(self._epoch, int) else None
+        pos.batch = -1
 
     def _no_grad_enter(self) -> None:
         rt = self._statetrainer
