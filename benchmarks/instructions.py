@@ -31,10 +31,9 @@ def run(kind: str, batches: int) -> None:
 
 
 def count(kind: str, batches: int) -> int:
-    out = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__, kind, str(batches)],
-        capture_output=True, text=True, check=True,
-    ).stderr
+    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+               sys.executable, __file__, kind, str(batches)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stderr
     return int(re.search(r"Collected : (\d+)", out).group(1))  # type: ignore[union-attr]
 
 
