@@ -390,7 +390,11 @@ def _callback_names(target: str | None, spec: Any) -> dict[str, list[str]]:
     if target is None:
         raise UsageError("--callbacks needs --trainer MODULE:CLASS (a trainer whose instance has callbacks)")
     cls = load_class(target)
-    trainer = cls()
+    try:
+        trainer = cls()
+    except Exception as exc:
+        raise UsageError(f"--callbacks: cannot build {target} with no arguments ({type(exc).__name__}: {exc}); "
+                         f"give it defaults so its callbacks can be listed") from None
     out: dict[str, list[str]] = {}
     for handle in trainer._statetrainer.registry.all():
         out.setdefault(handle.state, []).append(handle.name.removeprefix("callback "))

@@ -157,3 +157,22 @@ def test_resume_with_nothing_to_resume_and_foreign_run_dirs(tmp_path: Path, caps
     assert "belongs to another kind of run (x:Other)" in capsys.readouterr().err
     assert main(["demo", "--resume"]) == 2
     assert "--resume needs --run-dir" in capsys.readouterr().err
+
+
+def test_diagram_with_callbacks_of_a_trainer(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """--callbacks lists each state's callbacks under its name; a trainer needing args is a clear error."""
+    module = tmp_path / "cbmod.py"
+    module.write_text(
+        "from statetrainer import ConvnetTrainer, EarlyStopping\n"
+        "class WithCallbacks(ConvnetTrainer):\n"
+        "    def __init__(self):\n"
+        "        super().__init__({})\n"
+        "        self.add_callback(EarlyStopping('val_loss'))\n"
+        "class NeedsArgs(ConvnetTrainer):\n"
+        "    def __init__(self, a):\n"
+        "        super().__init__(a)\n"
+    )
+    assert main(["diagram", "train", "--trainer", f"{module}:WithCallbacks", "--callbacks"]) == 0
+    assert 'label="on_epoch_end\\n+ EarlyStopping.on_epoch_end"' in capsys.readouterr().out
+    assert main(["diagram", "train", "--trainer", f"{module}:NeedsArgs", "--callbacks"]) == 2
+    assert "cannot build" in capsys.readouterr().err
