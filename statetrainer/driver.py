@@ -36,7 +36,7 @@ class Position:
 
     __slots__ = (
         "lifecycle", "names", "state", "epoch", "batch", "status", "depth",
-        "global_step", "transitions", "previous",
+        "global_step", "previous",
     )
 
     def __init__(self) -> None:
@@ -49,7 +49,6 @@ class Position:
         self.status = "idle"
         self.depth = 0
         self.global_step = 0
-        self.transitions = 0
 
     @property
     def state_name(self) -> str | None:

@@ -753,7 +753,6 @@ class ConvnetTrainer:
         lifecycle, start, last, outside = COMPOUNDS[hook]
         rt = self._statetrainer
         if not rt.running:
-            self._check_config(lifecycle)
             with self._inside(hook, item):
                 self._run_top(lifecycle, start=start)
             return
