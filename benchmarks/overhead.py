@@ -62,52 +62,12 @@ def _data(batches: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
             for _ in range(batches)]
 
 
-class Linear(ConvnetTrainer):
-    """The same steps as the hand loop, through ConvnetTrainer's hooks (trace and live state on)."""
+class _Steps:
+    """The model and the per-batch steps, written the farabio way (methods, ``self.`` attributes)."""
 
-    def __init__(self, data: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        self.data = data
-        super().__init__({})
+    model: torch.nn.Module
 
-    def define_train_attr(self) -> None:
-        self._num_epochs, self._has_eval = 1, False
-
-    def get_trainloader(self) -> None:
-        self.train_loader = self.data
-
-    def build_model(self) -> None:
-        torch.manual_seed(0)
-        self.model = torch.nn.Linear(32, 1).to(DEVICE)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01)
-        self.loss_fn = torch.nn.MSELoss()
-
-    def on_start_training_batch(self, args: tuple[torch.Tensor, torch.Tensor]) -> None:
-        self.x, self.y = args
-
-    def training_step(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        self.loss = self.loss_fn(self.model(self.x), self.y)
-        self.loss.backward()
-        self.optimizer.step()
-
-
-def hand_loop(data: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-    torch.manual_seed(0)
-    model = torch.nn.Linear(32, 1).to(DEVICE)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    loss_fn = torch.nn.MSELoss()
-    model.train()
-    for x, y in data:
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        optimizer.step()
-
-
-class MethodStyle:
-    """The same steps written the farabio way (methods and ``self.`` attributes), no statetrainer."""
-
-    def __init__(self) -> None:
+    def _build(self) -> None:
         torch.manual_seed(0)
         self.model = torch.nn.Linear(32, 1).to(DEVICE)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01)
@@ -124,6 +84,43 @@ class MethodStyle:
 
     def on_end_training_batch(self) -> None:
         pass
+
+
+class Linear(_Steps, ConvnetTrainer):
+    """The steps through ConvnetTrainer's lifecycle (trace and live state on)."""
+
+    def __init__(self, data: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.data = data
+        super().__init__({})
+
+    def define_train_attr(self) -> None:
+        self._num_epochs, self._has_eval = 1, False
+
+    def get_trainloader(self) -> None:
+        self.train_loader = self.data
+
+    def build_model(self) -> None:
+        self._build()
+
+
+def hand_loop(data: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(32, 1).to(DEVICE)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss_fn = torch.nn.MSELoss()
+    model.train()
+    for x, y in data:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+
+
+class MethodStyle(_Steps):
+    """The same steps and hooks called from a plain loop: no statetrainer."""
+
+    def __init__(self) -> None:
+        self._build()
 
 
 def method_loop(data: list[tuple[torch.Tensor, torch.Tensor]]) -> None:

@@ -7,7 +7,7 @@ The GAN learns a 1-D Gaussian (mean 3) from noise; tiny, CPU, a few seconds.
 import torch
 import torch.nn as nn
 
-from statetrainer import Edge, Guard, Lifecycle, LifecycleTrainer, State, with_stop_edges
+from statetrainer import Edge, Guard, ItemLoop, Lifecycle, LifecycleTrainer, State, with_stop_edges
 
 _STEPS = [
     "discriminator_zero_grad", "discriminator_loss", "discriminator_backward", "discriminator_optim_step",
@@ -67,21 +67,20 @@ class GanTrainer(LifecycleTrainer):
         self.optimizerG = torch.optim.Adam(self.netG.parameters(), lr=1e-2)
         self.optimizerD = torch.optim.Adam(self.netD.parameters(), lr=1e-2)
         self.bce = nn.BCEWithLogitsLoss()
+        self.batches = ItemLoop()
 
     def has_next_batch(self):
-        if self._item is None:
-            self._item = next(self._iterator, None)
-        return self._item is not None
+        return self.batches.has_next()
 
     def epochs_remaining(self):
         return self._epoch < self._num_epochs
 
     def on_train_epoch_start(self):
         self._epoch += 1
-        self._iterator, self._item = iter(self.train_loader), None
+        self.batches.start(self.train_loader)
 
     def on_start_training_batch(self):
-        self.real, self._item = self._item, None
+        self.real = self.batches.take()
         self.fake = self.netG(torch.randn(len(self.real), 1))
 
     def discriminator_zero_grad(self):

@@ -8,7 +8,7 @@ of the data) the machine takes the ``step_due`` edge to ``optimizer_step``. Run 
 
 import torch
 
-from statetrainer import Edge, Guard, Lifecycle, LifecycleTrainer, State, with_stop_edges
+from statetrainer import Edge, Guard, ItemLoop, Lifecycle, LifecycleTrainer, State, with_stop_edges
 
 ACCUMULATE = with_stop_edges(Lifecycle(
     name="accumulate",
@@ -62,12 +62,11 @@ class AccumulatingTrainer(LifecycleTrainer):
         self.model = torch.nn.Linear(5, 1)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.05)
         self.steps = 0
+        self.batches = ItemLoop()
 
     # guards
     def has_next_batch(self):
-        if self._item is None:
-            self._item = next(self._iterator, None)
-        return self._item is not None
+        return self.batches.has_next()
 
     def step_due(self):
         return self.micro % self.accumulate == 0
@@ -78,12 +77,12 @@ class AccumulatingTrainer(LifecycleTrainer):
     # hooks
     def on_train_epoch_start(self):
         self._epoch += 1
-        self._iterator, self._item, self.micro = iter(self.train_loader), None, 0
+        self.batches.start(self.train_loader)
+        self.micro = 0
         self.optimizer.zero_grad()
 
     def micro_batch(self):
-        x, y = self._item
-        self._item = None
+        x, y = self.batches.take()
         loss = torch.nn.functional.mse_loss(self.model(x), y, reduction="sum") / (8 * self.accumulate)
         loss.backward()
         self.micro += 1

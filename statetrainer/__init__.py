@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "ConvnetTrainer": "statetrainer.trainer",
     "LifecycleTrainer": "statetrainer.custom",
+    "ItemLoop": "statetrainer.custom",
     "Callback": "statetrainer.builtin_callbacks",
     "EarlyStopping": "statetrainer.builtin_callbacks",
     "ModelCheckpoint": "statetrainer.builtin_callbacks",
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
         StateTimer,
         TensorBoardLogger,
     )
-    from statetrainer.custom import LifecycleTrainer
+    from statetrainer.custom import ItemLoop, LifecycleTrainer
     from statetrainer.trainer import ConvnetTrainer
 
 
@@ -71,6 +72,7 @@ __all__ = [
     "EarlyStopping",
     "Edge",
     "Guard",
+    "ItemLoop",
     "LRSchedulerStep",
     "Lifecycle",
     "LifecycleTrainer",

@@ -8,7 +8,7 @@ can set it (``self.train_epoch_iter = enumerate(self.train_loader)`` in
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from statetrainer._errors import ConfigurationError
@@ -54,10 +54,9 @@ class Feed:
         if source is None:
             source = getattr(owner, self.loader_attr, None)
         if source is None:
-            raise ConfigurationError(
-                f"no data for this loop: {self.iterable_attr} and {self.loader_attr} are both None; "
-                f"{self.hint}"
-            )
+            unset = (f"{self.iterable_attr} and {self.loader_attr} are both None"
+                     if self.iterable_attr != self.loader_attr else "nothing to iterate yet")
+            raise ConfigurationError(f"no data for this loop: {unset}; {self.hint}")
         iterator = _skip(source, self.skip_on_open) if self.skip_on_open else iter(source)
         self.taken = self.skip_on_open
         self.skip_on_open = 0
@@ -81,6 +80,23 @@ class Feed:
             except Exception:  # closing is best effort: the run already ended
                 pass
         self.reset()
+
+
+def lookahead(owner: Any, feed: Feed) -> Callable[[], bool]:
+    """The loop guard for ``feed``: fetch one item ahead (once) and say whether there was one."""
+
+    def has_next() -> bool:
+        p = feed.peek
+        if p is UNFETCHED:
+            if feed.blocked:
+                return False
+            it = feed.iterator
+            if it is None:
+                it = feed.open(owner)
+            p = feed.peek = next(it, EXHAUSTED)
+        return p is not EXHAUSTED
+
+    return has_next
 
 
 def _skip(source: Any, count: int) -> Iterator[Any]:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from statetrainer import lifecycles
-from statetrainer._feeds import EXHAUSTED, UNFETCHED, Feed
+from statetrainer._feeds import Feed, lookahead
 from statetrainer.callbacks import Registry
 from statetrainer.driver import Call, Check, Driver, Program
 from statetrainer.machine import CompiledMachine, compile_machine
@@ -278,7 +278,7 @@ class Builder:
         feed = {"has_next_batch": rt.train, "has_next_valid_batch": rt.valid,
                 "has_next_test_batch": rt.test}.get(name)
         if feed is not None:
-            return _has_next(t, feed)
+            return lookahead(t, feed)
         if name.endswith("_overridden"):
             hook = name[: -len("_overridden")]
             overridden = hook in t.overridden_hooks()
@@ -293,21 +293,6 @@ class Builder:
                 f"{type(self.t).__name__}.{name}(self) -> bool"
             )
         return lambda: bool(method())
-
-
-def _has_next(owner: Any, feed: Feed) -> Check:
-    def has_next() -> bool:
-        p = feed.peek
-        if p is UNFETCHED:
-            if feed.blocked:
-                return False
-            it = feed.iterator
-            if it is None:
-                it = feed.open(owner)
-            p = feed.peek = next(it, EXHAUSTED)
-        return p is not EXHAUSTED
-
-    return has_next
 
 
 def _train_item_hook(b: Builder) -> Call:

@@ -79,15 +79,20 @@ def save_state_dict(module: torch.nn.Module, path: str | os.PathLike[str]) -> Pa
     return atomic_write(path, lambda f: torch.save(state, f))
 
 
-def load_state_dict(module: torch.nn.Module, path: str | os.PathLike[str]) -> None:
-    """Load a ``state_dict`` saved by :func:`save_state_dict` into ``module``."""
+def _load(path: str | os.PathLike[str], what: str, missing_hint: str = "") -> Any:
+    """``torch.load`` (CPU, weights only) with errors that name the file."""
     p = Path(path)
     if not p.is_file():
-        raise CheckpointError(f"model file {str(p)!r} does not exist; train and save_model() first")
+        raise CheckpointError(f"{what} {str(p)!r} does not exist{missing_hint}")
     try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
+        return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"model file {str(p)!r} is unreadable or corrupt: {exc}") from exc
+        raise CheckpointError(f"{what} {str(p)!r} is truncated or corrupt: {type(exc).__name__}: {exc}") from exc
+
+
+def load_state_dict(module: torch.nn.Module, path: str | os.PathLike[str]) -> None:
+    """Load a ``state_dict`` saved by :func:`save_state_dict` into ``module``."""
+    state = _load(path, "model file", "; train and save_model() first")
     unwrap(module).load_state_dict(state)
 
 
@@ -196,12 +201,7 @@ def stateful_attributes(trainer: Any) -> dict[str, Any]:
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load and check a checkpoint file; a clear error naming the file when it is bad."""
     p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint {str(p)!r} does not exist")
-    try:
-        data = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"checkpoint {str(p)!r} is truncated or corrupt: {type(exc).__name__}: {exc}") from exc
+    data = _load(p, "checkpoint")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{str(p)!r} is not a statetrainer checkpoint")
     if int(data.get("version", 0)) > VERSION:

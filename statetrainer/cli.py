@@ -218,9 +218,9 @@ def _settings(args: argparse.Namespace, trainer_name: str, config: dict[str, Any
 
 def _main_process() -> bool:
     """Rank 0 (or a single process) writes files and prints; torchrun's other ranks stay quiet."""
-    import os
+    from statetrainer import parallel
 
-    return os.environ.get("RANK", "0") == "0"
+    return parallel.is_main_process()
 
 
 def _train_phase(trainer: Any, resume: bool, run_dir: str) -> int:

@@ -23,12 +23,53 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from statetrainer import lifecycles as builtin
 from statetrainer._errors import ConfigurationError
+from statetrainer._feeds import Feed, lookahead
 from statetrainer.spec import Lifecycle
 from statetrainer.trainer import ConvnetTrainer
+
+
+class ItemLoop:
+    """The item loop of a custom lifecycle, with the same one-item lookahead the built-ins use.
+
+    ``start(iterable)`` where the loop begins, ``has_next()`` as the loop edge's guard (it
+    may be asked more than once; it fetches at most one item), ``take()`` in the state that
+    handles the item. ``None`` items are items, not the end.
+
+    Example::
+
+        def on_train_epoch_start(self):
+            self.batches.start(self.train_loader)
+        def has_next_batch(self):            # the guard
+            return self.batches.has_next()
+        def micro_batch(self):
+            x, y = self.batches.take()
+    """
+
+    def __init__(self) -> None:
+        self.items: Any = None
+        self._feed = Feed("items", "items", "call start(iterable) in the state where the loop begins")
+        self.has_next = lookahead(self, self._feed)
+
+    def start(self, iterable: Iterable[Any]) -> None:
+        """Begin a new pass over ``iterable``."""
+        self.items = iterable
+        self._feed.reset()
+
+    def take(self) -> Any:
+        """The item ``has_next()`` fetched (call ``has_next()`` first)."""
+        if not self.has_next():
+            raise ConfigurationError("take() was called with no item left; guard the state with has_next()")
+        return self._feed.take()
+
+    @property
+    def taken(self) -> int:
+        """Items taken in this pass."""
+        return self._feed.taken
 
 
 class LifecycleTrainer(ConvnetTrainer):

@@ -71,3 +71,20 @@ def test_a_broken_custom_lifecycle_is_refused_when_declared() -> None:
     with pytest.raises(SpecError, match=r"unknown state 'stpe'; did you mean 'step'"):
         Lifecycle(name="bad", states=(State("start"), State("step")), edges=(Edge("start", "stpe"),),
                   initial="start", finals=("step",))
+
+
+def test_item_loop_looks_ahead_once_and_keeps_none_items() -> None:
+    """has_next() may be asked twice without skipping; None is an item; take() past the end is refused."""
+    from statetrainer import ConfigurationError, ItemLoop
+
+    loop = ItemLoop()
+    with pytest.raises(ConfigurationError, match="call start"):
+        loop.has_next()
+    loop.start([None, 2])
+    assert loop.has_next() and loop.has_next()
+    assert loop.take() is None and loop.take() == 2 and loop.taken == 2
+    assert not loop.has_next()
+    with pytest.raises(ConfigurationError, match="no item left"):
+        loop.take()
+    loop.start([7])
+    assert loop.take() == 7
