@@ -118,6 +118,11 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--interval", type=float, default=1.0)
     i.add_argument("--diagram", default=None, help="write the lifecycle with the current state highlighted")
     i.set_defaults(func=_inspect)
+
+    from statetrainer.web import cli as web_cli
+
+    web_cli.add_inspect_options(i)
+    web_cli.add_serve_parser(sub)
     return p
 
 
@@ -450,7 +455,11 @@ def _verify_trace(args: argparse.Namespace) -> int:
 
 def _inspect(args: argparse.Namespace) -> int:
     from statetrainer import inspect
+    from statetrainer.web import cli as web_cli
 
+    web = web_cli.inspect_web(args)
+    if web is not None:
+        return web
     data = inspect.read_status(args.run_dir)
     while args.watch and data.get("status") in ("running", "stopping"):
         sys.stdout.write("\x1b[2J\x1b[H" + inspect.format_status(data) + "\n")

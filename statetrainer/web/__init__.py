@@ -1,0 +1,1 @@
+"""The live lifecycle view in the browser (``statetrainer serve``). Torch-free."""
