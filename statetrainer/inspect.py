@@ -22,6 +22,9 @@ from statetrainer._errors import ConfigurationError
 FORMAT = "statetrainer.status/1"
 STATUS_FILE = "status.json"
 TRACE_FILE = "trace.jsonl"
+#: The run's own lifecycles (custom ones included), written when a run starts.
+LIFECYCLES_FILE = "lifecycles.json"
+LIFECYCLES_FORMAT = "statetrainer.lifecycles/1"
 
 
 @attrs.frozen
@@ -162,6 +165,39 @@ class RunRecorder:
                 handle.write("".join(json.dumps(e._asdict()) + "\n" for e in entries))
             self._lines += len(entries)
         self._written = trace.total
+
+
+def lifecycles_data(trainer: Any) -> dict[str, Any]:
+    """What ``lifecycles.json`` holds: every lifecycle of ``trainer``'s class, as spec data."""
+    cls = type(trainer)
+    return {
+        "format": LIFECYCLES_FORMAT,
+        "trainer": f"{cls.__module__}:{cls.__qualname__}",
+        "lifecycles": {name: spec.to_dict() for name, spec in cls.lifecycles().items()},
+    }
+
+
+def read_lifecycles(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """The lifecycles a run directory's ``lifecycles.json`` holds, as :class:`~statetrainer.Lifecycle` values.
+
+    Raises :class:`~statetrainer.ConfigurationError` naming the file when it is missing or bad.
+    """
+    from statetrainer.spec import Lifecycle
+
+    path = Path(folder) / LIFECYCLES_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigurationError(f"{str(path)!r} does not exist: the run was recorded by an older statetrainer "
+                                 f"or never started") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"{str(path)!r} is unreadable: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != LIFECYCLES_FORMAT:
+        raise ConfigurationError(f"{str(path)!r} was not written by statetrainer ({LIFECYCLES_FORMAT!r} expected)")
+    try:
+        return {name: Lifecycle.from_dict(spec) for name, spec in data["lifecycles"].items()}
+    except Exception as exc:
+        raise ConfigurationError(f"{str(path)!r} holds an invalid lifecycle: {exc}") from exc
 
 
 def read_status(folder: str | os.PathLike[str]) -> dict[str, Any]:
