@@ -76,11 +76,15 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"{self.path.relative_to(ROOT)}:{self.line}"
+        return f"{_shown(self.path)}:{self.line}"
 
     @property
     def runs(self) -> bool:
         return self.no_run is None and self.lang in PYTHON | SHELL
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def blocks_of(path: Path) -> list[Block]:
@@ -97,7 +101,7 @@ def blocks_of(path: Path) -> list[Block]:
             no_run = _NO_RUN.match(body)
             if not no_run and not _OUTPUT.match(body):
                 raise ValueError(
-                    f"{path.relative_to(ROOT)}:{i + 1}: unknown docs marker {line.strip()!r}; the markers are "
+                    f"{_shown(path)}:{i + 1}: unknown docs marker {line.strip()!r}; the markers are "
                     f"<!-- docs: no-run (reason) --> (the reason is required) and <!-- docs: output -->"
                 )
             marker = no_run.group("reason").strip() if no_run else OUTPUT_MARK
@@ -106,7 +110,7 @@ def blocks_of(path: Path) -> list[Block]:
         fence = _FENCE.match(line)
         if not fence:
             if line.strip() and marker is not None:
-                raise ValueError(f"{path.relative_to(ROOT)}:{i}: a no-run marker must be right before a fence")
+                raise ValueError(f"{_shown(path)}:{i}: a no-run marker must be right before a fence")
             i += 1
             continue
         indent, ticks, info = fence.group("indent"), fence.group("fence"), fence.group("info").strip()
@@ -119,10 +123,10 @@ def blocks_of(path: Path) -> list[Block]:
             body.append(lines[i])
             i += 1
         if i >= len(lines):
-            raise ValueError(f"{path.relative_to(ROOT)}:{start}: unclosed code fence")
+            raise ValueError(f"{_shown(path)}:{start}: unclosed code fence")
         code = textwrap.dedent("\n".join(b[len(indent):] if b.startswith(indent) else b for b in body))
         if marker == OUTPUT_MARK and lang != "text":
-            raise ValueError(f"{path.relative_to(ROOT)}:{start}: <!-- docs: output --> marks a text block")
+            raise ValueError(f"{_shown(path)}:{start}: <!-- docs: output --> marks a text block")
         out.append(Block(path, start, lang, title.group(1) if title else None, code + "\n",
                          None if marker == OUTPUT_MARK else marker, marker == OUTPUT_MARK))
         marker = None
