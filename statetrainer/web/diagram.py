@@ -1,0 +1,175 @@
+"""A run's own lifecycles, drawn: specs from ``lifecycles.json``, SVG from Graphviz, a map for the page.
+
+The page highlights states and edges in the SVG Graphviz renders from
+:func:`statetrainer.diagrams.to_dot` by matching its ``<g class="node"><title>NAME</title>``
+and ``<g class="edge"><title>A->B</title>`` elements. A transition ``a -> b`` of the
+machine is not always drawn as ``a->b`` (a return is drawn from its compound state, a
+stop from the ``stop()`` node), so :func:`client_spec` sends, for every transition the
+spec allows, the title and occurrence of the edge that draws it.
+
+Diagrams are drawn with their nested regions expanded (``nested=True``): every state the
+runtime can be in is a node, so the live highlight never has to fall back to an
+enclosing compound.
+
+Until a runtime writes ``lifecycles.json``, the built-in lifecycle of the status'
+name is used, and the page says so. Torch-free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from statetrainer import diagrams
+from statetrainer.spec import CONTROL_GUARDS, Edge, Lifecycle
+from statetrainer.web.files import Cache, Refused, Roots, read_json, signature
+
+LIFECYCLES = "lifecycles.json"
+
+
+@attrs.frozen
+class RunLifecycles:
+    """The lifecycles the run page can draw, where they came from, and what went wrong."""
+
+    specs: dict[str, Lifecycle]
+    source: str
+    note: str | None = None
+    callbacks: dict[str, dict[str, list[str]]] = attrs.field(factory=dict)
+
+
+def run_lifecycles(roots: Roots, run: Path, status: dict[str, Any] | None, cache: Cache) -> RunLifecycles:
+    """The run's lifecycles: its ``lifecycles.json``, else the built-ins (with a note saying so)."""
+    try:
+        path = roots.file(run, LIFECYCLES)
+    except Refused as exc:
+        return _fallback(status, f"{exc}; ")
+    sig = signature(path)
+    if sig is None:
+        return _fallback(status, "this run has no lifecycles.json (recorded by an older statetrainer); ")
+    loaded = cache.get(("lifecycles", str(path)), sig, lambda: _load(run, path, cache))
+    return loaded if loaded.specs else _fallback(status, f"{loaded.note}; ")
+
+
+def _load(run: Path, path: Path, cache: Cache) -> RunLifecycles:
+    from statetrainer._errors import StateTrainerError
+    from statetrainer.inspect import read_lifecycles
+
+    try:
+        specs = read_lifecycles(run)
+    except StateTrainerError as exc:
+        return RunLifecycles({}, LIFECYCLES, note=str(exc).replace(str(run) + "/", ""))
+    raw, _ = read_json(path, cache)
+    return RunLifecycles(dict(specs), LIFECYCLES, callbacks=_callbacks(raw))
+
+
+def _callbacks(raw: Any) -> dict[str, dict[str, list[str]]]:
+    """``{"callbacks": {lifecycle: {state: [names]}}}`` when the runtime records them."""
+    table = raw.get("callbacks") if isinstance(raw, dict) else None
+    if not isinstance(table, dict):
+        return {}
+    out: dict[str, dict[str, list[str]]] = {}
+    for lifecycle, states in table.items():
+        if isinstance(states, dict):
+            out[str(lifecycle)] = {str(s): [str(n) for n in names] for s, names in states.items()
+                                   if isinstance(names, list)}
+    return out
+
+
+def _fallback(status: dict[str, Any] | None, why: str) -> RunLifecycles:
+    from statetrainer import lifecycles
+
+    name = (status or {}).get("lifecycle")
+    specs = dict(lifecycles.BUILTIN)
+    if isinstance(name, str) and name not in specs:
+        return RunLifecycles({}, "none", note=f"{why}its lifecycle {name!r} is not a built-in one, "
+                                             f"so it cannot be drawn")
+    return RunLifecycles(specs, "builtin", note=f"{why}showing statetrainer's built-in lifecycles "
+                                                f"({', '.join(specs)}), which may differ from the run's own")
+
+
+# -- SVG ------------------------------------------------------------------------------
+
+
+def spec_key(spec: Lifecycle) -> str:
+    """A hash of everything the drawing depends on."""
+    return hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()[:20]
+
+
+def svg(spec: Lifecycle, cache: Cache) -> bytes:
+    """The SVG of ``spec`` with its nested regions drawn (rendered once per distinct spec)."""
+    key = spec_key(spec)
+    return cache.get(("svg", key), key, lambda: diagrams.render(diagrams.to_dot(spec, nested=True), "svg"))
+
+
+# -- what the page needs to light states and edges ------------------------------------
+
+
+def edge_titles(spec: Lifecycle) -> tuple[list[str], dict[int, str]]:
+    """The drawn edges' titles in DOT (and SVG) order, and each spec edge's (by index) title."""
+    order: list[str] = []
+    for src, dst, _ in diagrams.drawn_seed_edges(spec, nested=True):
+        order.append(f"{src}->{dst}")
+    drawn = diagrams.drawn_extension_edges(spec, nested=True)
+    labels = {_request(e): src for src, _, _, e in drawn if e.kind == "control"}
+    for src, dst, _, _ in drawn:
+        order.append(f"{src}->{dst}")
+    by_edge: dict[int, str] = {}
+    for index, e in enumerate(spec.edges):
+        src = labels.get(_request(e), e.source) if e.kind == "control" else e.drawn[0]
+        by_edge[index] = f"{src}->{e.target}"
+    return order, by_edge
+
+
+def _request(e: Edge) -> str | None:
+    return next((g for g in e.guard if g in CONTROL_GUARDS), None)
+
+
+def client_spec(spec: Lifecycle, callbacks: dict[str, list[str]]) -> dict[str, Any]:
+    """The spec as the run page uses it: states (with roles, docs, callbacks) and the edge map.
+
+    ``transitions`` maps ``"a->b"`` to ``[title, n]``: light the ``n``-th SVG edge titled
+    ``title``. When several edges join ``a`` and ``b`` the first declared non-control one
+    wins (a control edge only when nothing else joins them): the trace records states,
+    not edges. ``edges`` is the same per spec edge index, for a trace that names its edge.
+    """
+    order, by_edge = edge_titles(spec)
+    nth = {i: _occurrence(order, spec.edges, by_edge, i) for i in by_edge}
+    transitions: dict[str, list[Any]] = {}
+    for rank in range(3):  # seed edges, then extensions and overrides, then control requests
+        for i, e in enumerate(spec.edges):
+            key = f"{e.source}->{e.target}"
+            if _priority(e) == rank and key not in transitions:
+                transitions[key] = [by_edge[i], nth[i]]
+    return {
+        "name": spec.name,
+        "doc": spec.doc,
+        "initial": spec.initial,
+        "finals": list(spec.finals),
+        "states": [_state(spec, s.name, callbacks.get(s.name, [])) for s in spec.states],
+        "transitions": transitions,
+        "edges": [[by_edge[i], nth[i], e.kind, e.describe(), e.reason] for i, e in enumerate(spec.edges)],
+        "key": spec_key(spec),
+    }
+
+
+def _priority(e: Edge) -> int:
+    return 0 if e.is_seed else 2 if e.kind == "control" else 1
+
+
+def _occurrence(order: list[str], edges: tuple[Edge, ...], by_edge: dict[int, str], index: int) -> int:
+    """Which of the SVG edges sharing a title draws spec edge ``index`` (seed before extension)."""
+    title = by_edge[index]
+    count = order.count(title)
+    if count <= 1:
+        return 0
+    return count - 1 if not edges[index].is_seed else 0
+
+
+def _state(spec: Lifecycle, name: str, callbacks: list[str]) -> dict[str, Any]:
+    s = spec.state(name)
+    return {"name": name, "doc": s.doc, "roles": sorted(s.roles), "parent": s.parent, "region": s.region,
+            "compound": s.compound, "feed": s.takes or s.opens or s.closes, "callbacks": callbacks}
