@@ -260,7 +260,8 @@ class RunReader:
     def summary(self, run_id: str, run: Path) -> dict[str, Any]:
         """One row of the runs page."""
         data, problems = self.status(run)
-        row: dict[str, Any] = {"id": run_id, "name": self.name(run_id), "problems": problems}
+        row: dict[str, Any] = {"id": run_id, "name": self.name(run_id), "root": self.root(run_id),
+                               "problems": problems}
         if data is None:
             row["status"] = "error" if (run / STATUS).exists() else "starting"
             row["trainer"] = self._run_json_trainer(run)
@@ -277,10 +278,14 @@ class RunReader:
         return row
 
     def name(self, run_id: str) -> str:
-        """A readable name: the root as given on the command line, then the path below it."""
+        """A readable name: the path below its root (the root's own name for a root that is a run)."""
         index, _, rel = run_id.partition(":")
         label = self.roots.labels[int(index)].rstrip("/") or "/"
-        return label if rel in ("", ".") else f"{label}/{rel}"
+        return (Path(label).name or label) if rel in ("", ".") else rel
+
+    def root(self, run_id: str) -> str:
+        """The root a run was found under, as given on the command line."""
+        return self.roots.labels[int(run_id.partition(":")[0])]
 
     def _run_json_trainer(self, run: Path) -> str | None:
         try:

@@ -128,7 +128,9 @@
       const hit = Number.isInteger(edge) && spec.edges[edge] ? spec.edges[edge] : spec.transitions[`${from}->${to}`];
       if (!hit) return;
       const candidates = drawn.edges.get(hit[0]) || [];
-      candidates[Math.min(hit[1], candidates.length - 1)]?.classList.add("lit" + age);
+      const g = candidates[Math.min(hit[1], candidates.length - 1)];
+      // An edge taken twice in the window keeps its newest (brightest) mark.
+      if (g && ![0, 1, 2, 3].some((k) => g.classList.contains("lit" + k))) g.classList.add("lit" + age);
     });
   }
 
@@ -213,6 +215,7 @@
     const s = detail?.status || {};
     document.title = "statetrainer · " + (run.name || runId);
     fact("run-name", run.name || runId);
+    $("run-name").title = run.root ? `${run.root} › ${run.name}` : "";
     $("run-status").replaceChildren(ST.badge(run.status));
     fact("trainer", [s.trainer || run.trainer, s.run_id ? "run " + s.run_id : null, s.host ? "on " + s.host : null, s.pid ? "pid " + s.pid : null].filter(Boolean).join(" · "));
     fact("f-state", s.state || "–");

@@ -7,6 +7,7 @@
   const saved = JSON.parse(localStorage.getItem("statetrainer.sort") || "null");
   const sort = saved || { key: "updated", descending: true };
   let rows = [];
+  let severalRoots = false;
 
   // Order for the status column: what needs attention first.
   const STATUS_ORDER = ["failed", "died", "error", "running", "stopping", "starting", "stopped", "finished"];
@@ -41,7 +42,8 @@
       ? el("td", { class: "state failed-state", text: row.error_state, title: "the failing state" })
       : el("td", { class: "state", text: row.state || "–" });
     return el("tr", { "data-id": row.id, "data-status": row.status },
-      el("td", { class: "name" }, el("a", { href: ST.runUrl(row.id), text: row.name }), problem),
+      el("td", { class: "name" }, el("a", { href: ST.runUrl(row.id), text: row.name, title: row.root + "/" + row.name }),
+        severalRoots ? el("div", { class: "muted small", text: "in " + row.root }) : null, problem),
       el("td", { class: "trainer", text: (row.trainer || "–").replace(/^.*:/, ""), title: row.trainer || "" }),
       el("td", { text: row.lifecycle || "–" }),
       el("td", {}, ST.badge(row.status), why),
@@ -92,6 +94,7 @@
   new ST.Poller("/api/runs", 1000, (data) => {
     ST.setServerNow(data.now);
     rows = data.runs;
+    severalRoots = data.roots.length > 1;
     document.getElementById("roots").textContent = "serving runs under " + data.roots.join(", ");
     conn.className = "conn ok";
     conn.title = "connected";
