@@ -9,7 +9,7 @@ How a page's blocks run (the rules are also written in ``docs/about.md``):
   blocks run; display languages (``text``, ``console``, ``diff``, ``json``, ...) never do; a
   fence without a language is an error, so nothing is skipped by accident.
 * The Python blocks of one page run in order in one namespace (like a doctest session),
-  inside a fresh temporary working directory. A Python block titled with a file name
+  in the page's directory. A Python block titled with a file name
   (```` ```python title="first_trainer.py" ````) is first written to that file there, so
   later blocks can import it and shell blocks can name it.
 * Shell blocks run in the same directory, in document order with the Python blocks: each
@@ -59,19 +59,16 @@ _OUTPUT = re.compile(r"^\s*output\s*$")
 _TITLE = re.compile(r"""title\s*=\s*["']([^"']+)["']""")
 
 
-OUTPUT_MARK = "\0output"
-
-
 @dataclass(frozen=True)
 class Block:
-    """One fenced code block of a Markdown file."""
+    """One fenced code block of a Markdown file, with the marker written before it."""
 
     path: Path
     line: int
     lang: str
     title: str | None
     code: str
-    no_run: str | None
+    no_run: str | None = None
     output: bool = False
 
     @property
@@ -83,54 +80,71 @@ class Block:
         return self.no_run is None and self.lang in PYTHON | SHELL
 
 
+@dataclass(frozen=True)
+class Marker:
+    """``<!-- docs: no-run (reason) -->`` (``no_run`` is the reason) or ``<!-- docs: output -->``."""
+
+    no_run: str | None = None
+    output: bool = False
+
+
 def _shown(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
+def _marker(line: str, where: str) -> Marker | None:
+    """The marker on ``line``; ``None`` when the line is no marker; an error for a malformed one."""
+    found = _MARKER.match(line)
+    if not found:
+        return None
+    body = found.group("body")
+    if no_run := _NO_RUN.match(body):
+        return Marker(no_run=no_run.group("reason").strip())
+    if _OUTPUT.match(body):
+        return Marker(output=True)
+    raise ValueError(
+        f"{where}: unknown docs marker {line.strip()!r}; the markers are "
+        f"<!-- docs: no-run (reason) --> (the reason is required) and <!-- docs: output -->"
+    )
+
+
+def _fence_end(lines: list[str], start: int, ticks: str, where: str) -> int:
+    """Index of the line closing the fence opened by ``ticks`` just before ``start``."""
+    for i in range(start, len(lines)):
+        text = lines[i].strip()
+        if text.startswith(ticks) and not text.strip(ticks[0]):
+            return i
+    raise ValueError(f"{where}: unclosed code fence")
+
+
 def blocks_of(path: Path) -> list[Block]:
-    """The fenced blocks of ``path``, with their language, title and no-run marker."""
+    """The fenced blocks of ``path``, with their language, title and marker."""
     lines = path.read_text().splitlines()
     out: list[Block] = []
+    marker: Marker | None = None
     i = 0
-    marker: str | None = None
     while i < len(lines):
-        line = lines[i]
-        found = _MARKER.match(line)
-        if found:
-            body = found.group("body")
-            no_run = _NO_RUN.match(body)
-            if not no_run and not _OUTPUT.match(body):
-                raise ValueError(
-                    f"{_shown(path)}:{i + 1}: unknown docs marker {line.strip()!r}; the markers are "
-                    f"<!-- docs: no-run (reason) --> (the reason is required) and <!-- docs: output -->"
-                )
-            marker = no_run.group("reason").strip() if no_run else OUTPUT_MARK
-            i += 1
-            continue
-        fence = _FENCE.match(line)
+        where = f"{_shown(path)}:{i + 1}"
+        fence = _FENCE.match(lines[i])
         if not fence:
-            if line.strip() and marker is not None:
-                raise ValueError(f"{_shown(path)}:{i}: a no-run marker must be right before a fence")
+            found = _marker(lines[i], where)
+            if found is None and lines[i].strip() and marker is not None:
+                raise ValueError(f"{where}: a docs marker must be right before a code fence")
+            marker = found or marker
             i += 1
             continue
         indent, ticks, info = fence.group("indent"), fence.group("fence"), fence.group("info").strip()
         lang = info.split()[0].strip("{}.").lower() if info else ""
+        if marker is not None and marker.output and lang != "text":
+            raise ValueError(f"{where}: <!-- docs: output --> marks a text block")
+        end = _fence_end(lines, i + 1, ticks, where)
+        body = "\n".join(b[len(indent):] if b.startswith(indent) else b for b in lines[i + 1 : end])
         title = _TITLE.search(info)
-        body: list[str] = []
-        start = i + 1
-        i += 1
-        while i < len(lines) and not (lines[i].strip().startswith(ticks) and lines[i].strip().strip(ticks[0]) == ""):
-            body.append(lines[i])
-            i += 1
-        if i >= len(lines):
-            raise ValueError(f"{_shown(path)}:{start}: unclosed code fence")
-        code = textwrap.dedent("\n".join(b[len(indent):] if b.startswith(indent) else b for b in body))
-        if marker == OUTPUT_MARK and lang != "text":
-            raise ValueError(f"{_shown(path)}:{start}: <!-- docs: output --> marks a text block")
-        out.append(Block(path, start, lang, title.group(1) if title else None, code + "\n",
-                         None if marker == OUTPUT_MARK else marker, marker == OUTPUT_MARK))
+        marker = marker or Marker()
+        out.append(Block(path, i + 1, lang, title.group(1) if title else None, textwrap.dedent(body) + "\n",
+                         marker.no_run, marker.output))
         marker = None
-        i += 1
+        i = end + 1
     return out
 
 
@@ -186,7 +200,7 @@ def _run_shell(block: Block, workdir: Path) -> str:
                 f"statetrainer (or mark the block <!-- docs: no-run (reason) -->)"
             )
         proc = subprocess.run(
-            [str(STATETRAINER), *argv[1:]], cwd=workdir, capture_output=True, text=True, timeout=300,
+            [str(STATETRAINER), *argv[1:]], cwd=workdir, capture_output=True, text=True, timeout=120,
             env={**os.environ, "COLUMNS": "100", "OMP_NUM_THREADS": "1"},
         )
         if proc.returncode != 0:
@@ -269,7 +283,7 @@ def test_the_marker_syntax_is_enforced(tmp_path: Path) -> None:
     for text, match in (
         ("<!-- docs: norun (x) -->\n```python\npass\n```\n", "unknown docs marker"),
         ("<!-- docs: no-run () -->\n```python\npass\n```\n", "unknown docs marker"),
-        ("<!-- docs: no-run (a reason) -->\n\ntext\n```python\npass\n```\n", "right before a fence"),
+        ("<!-- docs: no-run (a reason) -->\n\ntext\n```python\npass\n```\n", "right before a code fence"),
     ):
         page.write_text(text)
         with pytest.raises(ValueError, match=match):
