@@ -228,6 +228,19 @@ def test_a_bad_lifecycles_json_falls_back_with_the_reason(root: Path, serve: Cli
     assert data["source"] == "builtin" and "invalid lifecycle" in data["note"]
 
 
+def test_a_spec_with_odd_state_names_is_not_drawn(root: Path, serve: Client) -> None:
+    """State names that are not identifiers never reach Graphviz: the diagram is an error, the rest works."""
+    run = make_run(root / "odd", lifecycle="toy")
+    spec = _toy().to_dict()
+    spec["states"][1]["name"] = 'work" [image="/etc/passwd"'
+    for e in spec["edges"]:
+        e["source"], e["target"] = (x if x != "work" else spec["states"][1]["name"] for x in (e["source"], e["target"]))
+    (run / "lifecycles.json").write_text(json.dumps({"format": "statetrainer.lifecycles/1", "lifecycles": {"toy": spec}}))
+    assert serve.json("/api/lifecycles?run=0:odd")["source"] == "lifecycles.json"
+    code, _, body = serve.request("/api/diagram?run=0:odd&lifecycle=toy")
+    assert code == 503 and b"not identifiers" in body
+
+
 @needs_dot
 def test_diagram_svg_has_a_title_for_every_state_and_every_mapped_edge(root: Path, serve: Client) -> None:
     """The page finds states and edges by <title>: every state and every transitions-map title is in the SVG."""
@@ -533,11 +546,23 @@ def test_inspect_web_serves_that_run_only(root: Path) -> None:
         proc.communicate(timeout=10)
 
 
-def test_serve_refuses_a_missing_folder(tmp_path: Path) -> None:
-    """A folder that does not exist is a one-line error, exit 2."""
-    proc = subprocess.run([sys.executable, "-m", "statetrainer", "serve", str(tmp_path / "nope")],
+def test_serve_refuses_a_file_and_waits_for_a_missing_folder(tmp_path: Path) -> None:
+    """A file is a one-line error (exit 2); a folder not made yet is watched until runs appear in it."""
+    (tmp_path / "file.txt").write_text("x")
+    proc = subprocess.run([sys.executable, "-m", "statetrainer", "serve", str(tmp_path / "file.txt")],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and "is not a directory" in proc.stderr
+    server = make_server([tmp_path / "later"], "127.0.0.1", 0)
+    serve_in_thread(server)
+    try:
+        client = Client(server)
+        assert client.json("/api/runs")["runs"] == []
+        make_run(tmp_path / "later" / "first")
+        server.app._found = (0.0, [])  # skip the discovery cache's few seconds
+        assert [r["id"] for r in client.json("/api/runs")["runs"]] == ["0:first"]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_web_modules_do_not_import_torch() -> None:

@@ -39,7 +39,11 @@ def add_inspect_options(parser: argparse.ArgumentParser) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     """Run the web view until interrupted."""
-    folders = [_folder(f) for f in args.runs]
+    folders = [_folder(f, missing_ok=True) for f in args.runs]
+    for folder in folders:
+        if not folder.exists():
+            print(f"statetrainer serve: {str(folder)!r} does not exist yet; its runs will appear once it does",
+                  file=sys.stderr)
     server = _bind(folders, args.host, args.port, getattr(args, "log_requests", False))
     if not server.loopback_only:
         print(f"statetrainer serve: WARNING: listening on {args.host}: anyone who can reach this machine on "
@@ -68,10 +72,12 @@ def inspect_web(args: argparse.Namespace) -> int | None:
     return _serve_until_interrupted(server)
 
 
-def _folder(name: str) -> Path:
+def _folder(name: str, missing_ok: bool = False) -> Path:
     from statetrainer._errors import ConfigurationError
 
     path = Path(name)
+    if missing_ok and not path.exists():
+        return path  # `statetrainer serve runs/` may start before the first run makes runs/
     if not path.is_dir():
         raise ConfigurationError(f"{name!r} is not a directory: give run directories or folders of runs")
     return path

@@ -100,7 +100,16 @@ def spec_key(spec: Lifecycle) -> str:
 
 
 def svg(spec: Lifecycle, cache: Cache) -> bytes:
-    """The SVG of ``spec`` with its nested regions drawn (rendered once per distinct spec)."""
+    """The SVG of ``spec`` with its nested regions drawn (rendered once per distinct spec).
+
+    State names go into the DOT text as they are, so a spec read from a run directory
+    must name its states with identifiers: anything else could carry DOT syntax to Graphviz.
+    """
+    from statetrainer._errors import DiagramError
+
+    odd = [s.name for s in spec.states if not s.name.isidentifier()]
+    if odd:
+        raise DiagramError(f"lifecycle {spec.name!r} cannot be drawn: state names {odd[:5]} are not identifiers")
     key = spec_key(spec)
     return cache.get(("svg", key), key, lambda: diagrams.render(diagrams.to_dot(spec, nested=True), "svg"))
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -81,10 +82,20 @@ class Roots:
         return Path(real)
 
     def file(self, run: Path, name: str) -> Path:
-        """``run/name`` when it stays inside the served roots (a symlink out is refused)."""
+        """``run/name`` when it stays inside the served roots (a symlink out is refused).
+
+        ``run`` must be a real path from :meth:`resolve` or :func:`~statetrainer.web.runs.discover`;
+        then only a symlinked file needs resolving (the common case costs one ``lstat``).
+        """
         if not name or "/" in name or "\\" in name or name in (".", "..") or "\x00" in name:
             raise Refused(f"no file {name!r}")
-        real = os.path.realpath(run / name)
+        path = run / name
+        try:
+            if not stat.S_ISLNK(os.lstat(path).st_mode):
+                return path
+        except OSError:
+            return path  # missing: nothing to follow
+        real = os.path.realpath(path)
         if not any(inside(real, str(root)) for root in self.paths):
             raise Refused(f"{name!r} points outside the served run directories")
         return Path(real)

@@ -390,7 +390,7 @@ class RunReader:
         if isinstance(last, dict) and last:
             return _table([{"epoch": status.get("epoch"), **last}], "status.json (the last epoch only: "
                           "attach CSVLogger for every epoch)")
-        return _table([], "none: the run has logged no metrics yet")
+        return _table([], None)
 
 
 def _position(status: dict[str, Any], rank: Any) -> dict[str, Any]:
@@ -431,7 +431,7 @@ def _float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _table(rows: list[dict[str, Any]], source: str) -> dict[str, Any]:
+def _table(rows: list[dict[str, Any]], source: str | None) -> dict[str, Any]:
     """Columns per metric and the charts to draw: ``train_x`` and ``valid_x`` share one chart."""
     names: list[str] = []
     for row in rows:

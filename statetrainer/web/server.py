@@ -78,6 +78,7 @@ class App:
     def __init__(self, folders: list[str | os.PathLike[str]]) -> None:
         self.roots = Roots(folders)
         self.cache = Cache()
+        self.traces = Cache(16)  # a trace answer can hold 20,000 entries: keep few
         self.reader = runs.RunReader(self.roots, self.cache)
         self._found: tuple[float, list[tuple[int, Path]]] = (0.0, [])
         self._lock = threading.Lock()
@@ -161,7 +162,7 @@ class App:
         if sig is None:
             return {"entries": [], "start": 0, "end": 0, "size": 0, "bad": 0,
                     "problem": "the run has no trace.jsonl yet"}, None
-        value = self.cache.get(("trace", str(file), limit, before), sig,
+        value = self.traces.get(("trace", str(file), limit, before), sig,
                                lambda: _trace(file, limit, None if before < 0 else before))
         return value, _etag([sig, limit, before])
 
