@@ -274,7 +274,7 @@ def test_the_docs_have_code_and_few_no_run_blocks() -> None:
     runnable = [b for b in blocks if b.lang in PYTHON | SHELL]
     exempt = [b for b in runnable if b.no_run is not None]
     assert len(runnable) >= 20, "the docs' code blocks were not found"
-    assert len(exempt) <= max(3, len(runnable) // 10), [f"{b.where}: {b.no_run}" for b in exempt]
+    assert len(exempt) <= max(5, len(runnable) // 10), [f"{b.where}: {b.no_run}" for b in exempt]
 
 
 def test_the_marker_syntax_is_enforced(tmp_path: Path) -> None:
@@ -284,6 +284,7 @@ def test_the_marker_syntax_is_enforced(tmp_path: Path) -> None:
         ("<!-- docs: norun (x) -->\n```python\npass\n```\n", "unknown docs marker"),
         ("<!-- docs: no-run () -->\n```python\npass\n```\n", "unknown docs marker"),
         ("<!-- docs: no-run (a reason) -->\n\ntext\n```python\npass\n```\n", "right before a code fence"),
+        ("<!-- docs: output -->\n```python\npass\n```\n", "marks a text block"),
     ):
         page.write_text(text)
         with pytest.raises(ValueError, match=match):
