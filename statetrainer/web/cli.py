@@ -33,7 +33,7 @@ def add_serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def add_inspect_options(parser: argparse.ArgumentParser) -> None:
     """Add ``--web`` (and its ``--port``) to ``statetrainer inspect``."""
     parser.add_argument("--web", action="store_true", help="open the run in the browser view (127.0.0.1)")
-    parser.add_argument("--port", dest="web_port", type=int, default=0,
+    parser.add_argument("--port", dest="web_port", metavar="PORT", type=int, default=0,
                         help="port for --web (default: any free port)")
 
 

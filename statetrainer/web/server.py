@@ -208,20 +208,23 @@ def _int(query: dict[str, str], key: str, default: int) -> int:
 
 def _trace(file: Path, limit: int, before: int | None) -> dict[str, Any]:
     lines, start, end, size = tail_lines(file, limit, before)
-    entries: list[Any] = []
-    bad = 0
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            bad += 1
-            continue
-        if isinstance(entry, dict) and isinstance(entry.get("state"), str):
-            entries.append(entry)
-        else:
-            bad += 1
+    try:  # one parse for the whole tail; line by line only when some line is bad
+        parsed: list[Any] = json.loads(b"[" + b",".join(lines) + b"]") if lines else []
+    except ValueError:
+        parsed = []
+    if len(parsed) != len(lines):  # a bad line, or one holding several values ("1, 2")
+        parsed = [_parse_line(line) for line in lines]
+    entries = [e for e in parsed if isinstance(e, dict) and isinstance(e.get("state"), str)]
+    bad = len(parsed) - len(entries)
     problem = f"{bad} line(s) of trace.jsonl are not trace entries and were skipped" if bad else None
     return {"entries": entries, "start": start, "end": end, "size": size, "bad": bad, "problem": problem}
+
+
+def _parse_line(line: bytes) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
 
 
 def _etag(value: Any) -> str:
@@ -313,7 +316,10 @@ class Handler(BaseHTTPRequestHandler):
         if tag is not None and tag in (self.headers.get("If-None-Match") or ""):
             self._send(HTTPStatus.NOT_MODIFIED, b"", None, extra={"ETag": tag})
             return
-        data = json.dumps(clean(value), separators=(",", ":"), default=str).encode()
+        try:
+            data = json.dumps(value, separators=(",", ":"), default=str, allow_nan=False).encode()
+        except ValueError:  # a NaN or infinity somewhere: browsers reject them in JSON
+            data = json.dumps(clean(value), separators=(",", ":"), default=str).encode()
         self._send(HTTPStatus.OK, data, "application/json", extra={"ETag": tag} if tag else None)
 
     def _json_error(self, status: HTTPStatus, message: str) -> None:
