@@ -99,6 +99,7 @@
     box.dataset.lifecycle = name;
     box.dataset.mode = replay.active ? "replay" : "live";
     if (node) keepInView(box, node);
+    markStateRow(view.state);
   }
 
   /** Scroll the diagram (not the page) so that the lit node is visible. */
@@ -324,7 +325,7 @@
       const share = (hasTime ? seconds[name] || 0 : visits[name] || 0) / total;
       const bar = el("div", { class: "share" });
       bar.style.width = (share * 100).toFixed(1) + "%";
-      const row = el("tr", { class: name === s.state ? "current-row" : "" }, el("td", {}, el("code", { text: name })),
+      const row = el("tr", { "data-state": name }, el("td", {}, el("code", { text: name })),
         el("td", { class: "num", text: ST.num(visits[name]) }),
         hasTime ? el("td", { class: "num", text: ST.duration(seconds[name]) }) : null,
         el("td", { class: "share-cell", title: (share * 100).toFixed(1) + "%" }, bar));
@@ -332,6 +333,13 @@
       row.addEventListener("mouseleave", () => highlightNode(name, false));
       return row;
     }));
+  }
+
+  /** Mark the table row of the state on the diagram (live or replayed). */
+  function markStateRow(state) {
+    for (const row of $("states").querySelectorAll("tr[data-state]")) {
+      row.classList.toggle("current-row", row.dataset.state === state);
+    }
   }
 
   function renderRanks() {
