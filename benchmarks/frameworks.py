@@ -35,7 +35,9 @@ LABELS = {
 #: The optional frameworks and the package each needs.
 OPTIONAL = {"ignite": "ignite", "lightning": "lightning"}
 #: Functions that only set-up, imports or data generation run: none may cost anything when counted.
-SETUP_SYMBOLS = r"randn|normal_|uniform_|kaiming|PyImport_|dlopen|_dl_map_object"
+#: (torch's random fills, weight init, a module being loaded: reading its code, mapping a library; an
+#: ``import`` statement of a module already loaded is not set-up and does run in timed calls).
+SETUP_SYMBOLS = r"\brandn|\bnormal_|\buniform_|kaiming|PyMarshal_Read|_dl_map_object|\bdlopen"
 
 
 def cases() -> dict[str, Prepare]:
@@ -93,6 +95,14 @@ def instruction_table(workload: str, counts: Counts, frameworks: Sequence[str]) 
                  ["loop", "instructions per batch", "over the raw loop", "fixed per run"], rows)
 
 
+def profile_table(counts: Counts, name: str) -> Table:
+    """The functions a batch of ``name`` spends its instructions in (C level: the interpreter, torch)."""
+    rows = [[f"`{fn[:90]}`", fmt(cost)] for fn, cost in harness.per_unit_profile(counts, name)]
+    return Table(f"Where a batch's instructions go: {name}", ["function (self cost)", "instructions per batch"],
+                 rows, [f"Each function's self cost at 2N batches minus at N, over N. Python code shows as the "
+                        f"interpreter's functions; total per batch {counts.per_unit(name):,.0f}."])
+
+
 def check_table(counts: Counts) -> Table:
     """The evidence that only the timed call is counted: linear in the batch count, no set-up."""
     rows = []
@@ -108,7 +118,7 @@ def check_table(counts: Counts) -> Table:
         if dump is not None:
             cost, found = harness.symbols_cost(dump, SETUP_SYMBOLS)
             notes.append(f"`{label}`: instructions in set-up functions (`{SETUP_SYMBOLS}`) inside the counted "
-                         f"region: {cost:,}" + (f" ({', '.join(found[:4])})" if found else ""))
+                         f"region: {cost:,}" + (f" ({', '.join(n[:60] for n in found[:3])})" if found else ""))
     return Table("Check: only the timed call is counted",
                  ["case", "count at N", "count at 2N", "2N / N", "fixed per run"], rows, notes)
 
@@ -184,6 +194,9 @@ def main() -> None:
                                               keep)
                 tables += [instruction_table(w, counts, frameworks) for w in workloads if not args.smoke]
                 tables.append(check_table(counts))
+                profiled = "noop/raw" if args.smoke else "noop/statetrainer"
+                if (profiled, args.cg_batches) in counts.net:
+                    tables.append(profile_table(counts, profiled))
     if args.only != "instructions":
         all_cases = cases()
         samples = harness.cpu_samples({n: all_cases[n] for n in names},

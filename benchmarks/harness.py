@@ -312,29 +312,40 @@ def _run_worker(script: str, names: list[str], sizes: Mapping[str, Sizes], out: 
     return found
 
 
-def symbols_cost(dump: Path, pattern: str) -> tuple[int, list[str]]:
-    """Instructions spent in functions whose name matches ``pattern`` in one dump (self cost)."""
+def self_costs(dump: Path) -> dict[str, int]:
+    """Self cost (instructions) by function name in one dump, from ``callgrind_annotate``."""
     proc = subprocess.run(["callgrind_annotate", "--threshold=100", "--inclusive=no", str(dump)],
                           capture_output=True, text=True, check=True)
-    total, names = 0, []
+    costs: dict[str, int] = {}
     for line in proc.stdout.splitlines():
         match = re.match(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(\S.*)$", line)
-        if match and re.search(pattern, match.group(2)):
-            total += int(match.group(1).replace(",", ""))
-            names.append(match.group(2))
-    return total, names
-
-
-def top_functions(dump: Path, limit: int = 12) -> list[tuple[int, str]]:
-    """The functions with the highest self cost in one dump."""
-    proc = subprocess.run(["callgrind_annotate", "--threshold=100", "--inclusive=no", str(dump)],
-                          capture_output=True, text=True, check=True)
-    rows = []
-    for line in proc.stdout.splitlines():
-        match = re.match(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(\S+:\S.*)$", line)
         if match and "PROGRAM TOTALS" not in line:
-            rows.append((int(match.group(1).replace(",", "")), match.group(2)))
-    return rows[:limit]
+            name = short_name(match.group(2))
+            costs[name] = costs.get(name, 0) + int(match.group(1).replace(",", ""))
+    return costs
+
+
+def short_name(annotated: str) -> str:
+    """``/path/file.c:func [lib.so]`` -> ``func``, C++ templates' arguments elided."""
+    name = annotated.split(" [", 1)[0]
+    name = name.split(":", 1)[1] if re.match(r"^[^:]*\.\w+:|^\?\?\?:", name) else name
+    while re.search(r"<[^<>]*>", name):
+        name = re.sub(r"<[^<>]*>", "", name)
+    return name.strip()
+
+
+def symbols_cost(dump: Path, pattern: str) -> tuple[int, list[str]]:
+    """Instructions spent in functions whose name matches ``pattern`` in one dump (self cost)."""
+    found = {name: cost for name, cost in self_costs(dump).items() if re.search(pattern, name)}
+    return sum(found.values()), sorted(found, key=found.__getitem__, reverse=True)
+
+
+def per_unit_profile(counts: Counts, name: str, limit: int = 15) -> list[tuple[str, float]]:
+    """Where one unit's instructions go: each function's self cost, differenced between the two sizes."""
+    n1, n2 = counts.sizes[name]
+    low, high = self_costs(counts.dumps[f"{name}@{n1}"]), self_costs(counts.dumps[f"{name}@{n2}"])
+    per = {fn: (high.get(fn, 0) - low.get(fn, 0)) / (n2 - n1) for fn in set(low) | set(high)}
+    return sorted(per.items(), key=lambda kv: -kv[1])[:limit]
 
 
 # ---------------------------------------------------------------------------- callgrind, worker side
