@@ -1,27 +1,42 @@
 """A custom lifecycle: gradient accumulation drawn as part of the machine.
 
 Each training item is a micro-batch; every ``accumulate`` micro-batches (and at the end
-of the data) the machine takes the ``step_due`` edge to ``optimizer_step``. Run it:
-``python examples/grad_accumulation.py``; draw it:
-``statetrainer diagram accumulate --trainer examples/grad_accumulation.py:AccumulatingTrainer``.
+of the data) the machine takes the ``step_due`` edge to ``optimizer_step``. Only
+``optimizer_step`` is resumable: after ``micro_batch`` the accumulated gradients are in
+flight (a checkpoint there could not resume them), so periodic checkpoints and signal
+stops wait for the next optimizer step. Run it: ``python examples/grad_accumulation.py``;
+draw it: ``statetrainer diagram accumulate --trainer examples/grad_accumulation.py:AccumulatingTrainer``.
 """
+
+import sys
 
 import torch
 
-from statetrainer import Edge, Guard, ItemLoop, Lifecycle, LifecycleTrainer, State, with_stop_edges
+from statetrainer import (
+    CSVLogger,
+    EarlyStopping,
+    Edge,
+    Feed,
+    Guard,
+    Lifecycle,
+    LifecycleTrainer,
+    State,
+    with_stop_edges,
+)
 
 ACCUMULATE = with_stop_edges(Lifecycle(
     name="accumulate",
     states=(
         State("train", 1, compound=True),
-        State("on_train_epoch_start", 2),
-        State("micro_batch", 3),
-        State("optimizer_step", 3),
-        State("on_train_epoch_end", 2),
-        State("on_train_end", 1),
+        State("on_train_epoch_start", 2, roles={"epoch_start", "resumable"}, opens="micro"),
+        State("micro_batch", 3, takes="micro", item="micro"),
+        State("optimizer_step", 3, roles={"batch_end", "resumable"}),
+        State("on_train_epoch_end", 2, roles={"epoch_end", "resumable"}, closes="micro"),
+        State("on_train_end", 1, roles={"resumable"}),
     ),
     edges=(
-        Edge("train", "on_train_epoch_start"),
+        Edge("train", "on_train_epoch_start", guard="epochs_remaining"),
+        Edge("train", "on_train_end", "extension", reason="no epoch to run"),
         Edge("on_train_epoch_start", "micro_batch", "descend", guard="has_next_batch"),
         Edge("on_train_epoch_start", "on_train_epoch_end", "extension", reason="no data this epoch"),
         Edge("micro_batch", "optimizer_step", guard="step_due"),
@@ -35,10 +50,10 @@ ACCUMULATE = with_stop_edges(Lifecycle(
     initial="train",
     finals=("on_train_end",),
     guards=(
-        Guard("has_next_batch", "another micro-batch is waiting"),
-        Guard("step_due", "`accumulate` micro-batches have been back-propagated"),
-        Guard("epochs_remaining", "_epoch < _num_epochs"),
+        Guard("step_due", "`accumulate` micro-batches have been back-propagated",
+              predicate=lambda t: t.micro % t.accumulate == 0),
     ),
+    feeds=(Feed("micro", guard="has_next_batch", loader="train_loader", counts_steps=True),),
     graph_name="Accumulate",
 ), target="on_train_end")
 
@@ -49,7 +64,6 @@ class AccumulatingTrainer(LifecycleTrainer):
     def define_train_attr(self):
         self._num_epochs = (self.config or {}).get("epochs", 2)
         self.accumulate = (self.config or {}).get("accumulate", 4)
-        self._epoch = 0
 
     def get_trainloader(self):
         g = torch.Generator().manual_seed(0)
@@ -62,30 +76,17 @@ class AccumulatingTrainer(LifecycleTrainer):
         self.model = torch.nn.Linear(5, 1)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.05)
         self.steps = 0
-        self.batches = ItemLoop()
 
-    # guards
-    def has_next_batch(self):
-        return self.batches.has_next()
-
-    def step_due(self):
-        return self.micro % self.accumulate == 0
-
-    def epochs_remaining(self):
-        return self._epoch < self._num_epochs
-
-    # hooks
     def on_train_epoch_start(self):
-        self._epoch += 1
-        self.batches.start(self.train_loader)
         self.micro = 0
         self.optimizer.zero_grad()
 
-    def micro_batch(self):
-        x, y = self.batches.take()
+    def micro_batch(self, item):
+        x, y = item
         loss = torch.nn.functional.mse_loss(self.model(x), y, reduction="sum") / (8 * self.accumulate)
         loss.backward()
         self.micro += 1
+        self.log("loss", loss * self.accumulate)
 
     def optimizer_step(self):
         self.optimizer.step()
@@ -93,7 +94,18 @@ class AccumulatingTrainer(LifecycleTrainer):
         self.steps += 1
 
 
+def build(run_dir=None, epochs=3, accumulate=4):
+    """The example's trainer as the demo sets one up: early stopping, CSV rows, checkpoints."""
+    trainer = AccumulatingTrainer({"epochs": epochs, "accumulate": accumulate}, run_dir=run_dir,
+                                  checkpoint_every=4 if run_dir else None, checkpoint_epochs=run_dir is not None)
+    trainer.add_callback(EarlyStopping("loss", patience=2))
+    trainer.add_callback(CSVLogger())
+    return trainer
+
+
 if __name__ == "__main__":
-    trainer = AccumulatingTrainer({"epochs": 3, "accumulate": 4})
-    trainer.run()
+    args = [a for a in sys.argv[1:] if a != "--resume"]
+    run_dir = args[0] if args else None
+    trainer = build(run_dir)
+    trainer.run(resume_from=run_dir if "--resume" in sys.argv and run_dir else None)
     print(f"optimizer steps: {trainer.steps}, weights: {trainer.model.weight.data.tolist()}")

@@ -18,12 +18,15 @@ from statetrainer._errors import (
     TrainerRunError,
     UnknownStateError,
 )
-from statetrainer.spec import Edge, Guard, Lifecycle, State, with_stop_edges
+from statetrainer.callbacks import at
+from statetrainer.roles import BATCH_END, EPOCH_END, EPOCH_START, RESUMABLE, Role
+from statetrainer.spec import Edge, EpochCounter, Feed, Guard, Lifecycle, State, with_stop_edges
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "ConvnetTrainer": "statetrainer.trainer",
+    "GanTrainer": "statetrainer.gan",
     "LifecycleTrainer": "statetrainer.custom",
     "ItemLoop": "statetrainer.custom",
     "Callback": "statetrainer.builtin_callbacks",
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
         TensorBoardLogger,
     )
     from statetrainer.custom import ItemLoop, LifecycleTrainer
+    from statetrainer.gan import GanTrainer
     from statetrainer.trainer import ConvnetTrainer
 
 
@@ -63,14 +67,20 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BATCH_END",
     "CSVLogger",
     "Callback",
     "CheckpointError",
     "ConfigurationError",
     "ConvnetTrainer",
     "DiagramError",
+    "EPOCH_END",
+    "EPOCH_START",
     "EarlyStopping",
     "Edge",
+    "EpochCounter",
+    "Feed",
+    "GanTrainer",
     "Guard",
     "ItemLoop",
     "LRSchedulerStep",
@@ -79,6 +89,8 @@ __all__ = [
     "ModelCheckpoint",
     "NotRunningError",
     "ProgressBar",
+    "RESUMABLE",
+    "Role",
     "SpecError",
     "State",
     "StateTimer",
@@ -86,5 +98,6 @@ __all__ = [
     "TensorBoardLogger",
     "TrainerRunError",
     "UnknownStateError",
+    "at",
     "with_stop_edges",
 ]

@@ -1,9 +1,11 @@
-"""The iterables a loop walks, with one item of lookahead.
+"""The data feeds a lifecycle loops over, with one item of lookahead.
 
-A loop guard (``has_next_batch``) asks the feed for another item; the next batch state
-takes it. The iterable is resolved lazily, on the first question of each epoch, so hooks
-can set it (``self.train_epoch_iter = enumerate(self.train_loader)`` in
-``on_train_epoch_start``); otherwise the matching loader is used.
+A feed's loop guard (``has_next_batch``) asks the feed for another item; the state that
+``takes`` from the feed takes it. The iterable is resolved lazily, on the first question
+of each pass, so hooks can set it (``self.train_epoch_iter = enumerate(self.train_loader)``
+in ``on_train_epoch_start``); otherwise the feed's loader is used. Torch-free: the
+runtime hands in ``capture_rng`` when it wants the RNG state at the moment a loader's
+iterator is created (a resume replays it to get the same data order).
 """
 
 from __future__ import annotations
@@ -12,27 +14,37 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from statetrainer._errors import ConfigurationError
+from statetrainer.spec import Feed
 
 UNFETCHED: Any = object()
 EXHAUSTED: Any = object()
 
 
-class Feed:
-    """One loop's data: which attributes to read, the open iterator, the lookahead item."""
+class FeedState:
+    """One feed's live data: the open iterator, the lookahead item, how many were taken.
+
+    ``active`` is true from the state that opens the feed until the pass is exhausted or
+    closed: a checkpoint taken meanwhile must re-open the data on resume. ``open_rng`` is
+    the RNG state the pass's iterator was created with.
+    """
 
     __slots__ = (
-        "iterable_attr", "loader_attr", "hint", "iterator", "peek", "item", "taken",
-        "blocked", "skip_on_open", "opener",
+        "spec", "hint", "iterator", "peek", "item", "taken", "blocked", "skip_on_open", "opener",
+        "active", "open_rng", "capture_rng", "from_hook",
     )
 
-    def __init__(self, iterable_attr: str, loader_attr: str, hint: str) -> None:
-        self.iterable_attr = iterable_attr
-        self.loader_attr = loader_attr
-        self.hint = hint
+    def __init__(self, spec: Feed, opened_in: str | None = None, hint: str | None = None) -> None:
+        self.spec = spec
+        parts = [f"set self.{spec.loader}"] if spec.loader else []
+        if spec.iterable:
+            when = f" before the loop (the feed opens at {opened_in})" if opened_in else ""
+            parts.append(f"self.{spec.iterable} in a hook{when}")
+        self.hint = hint or (", or ".join(parts) if len(parts) == 2 else parts[0] if parts else "")
         self.item: Any = None
         self.blocked = False
-        self.skip_on_open = 0
-        self.opener: Any = None  # set by a resume: re-creates the iterator once
+        self.active = False
+        self.open_rng: Any = None
+        self.capture_rng: Callable[[Any], Any] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -40,23 +52,32 @@ class Feed:
         self.iterator: Iterator[Any] | None = None
         self.peek: Any = UNFETCHED
         self.taken = 0
+        self.skip_on_open = 0
+        self.opener: Callable[[], Iterator[Any]] | None = None
+        self.from_hook = False
+
+    def source(self, owner: Any) -> tuple[Any, bool]:
+        """The iterable to walk and whether a hook set it (else it is the loader)."""
+        spec = self.spec
+        value = getattr(owner, spec.iterable, None) if spec.iterable else None
+        if value is not None:
+            return value, True
+        return (getattr(owner, spec.loader, None) if spec.loader else None), False
 
     def open(self, owner: Any) -> Iterator[Any]:
         """Open the hook-set iterable, else the loader; complain with the fix if neither."""
         if self.opener is not None:
             opener, self.opener = self.opener, None
             taken = self.taken
-            iterator: Iterator[Any] = opener()
-            self.iterator = iterator
+            self.iterator = opener()
             self.taken = taken
-            return iterator
-        source = getattr(owner, self.iterable_attr, None)
+            return self.iterator
+        source, self.from_hook = self.source(owner)
         if source is None:
-            source = getattr(owner, self.loader_attr, None)
-        if source is None:
-            unset = (f"{self.iterable_attr} and {self.loader_attr} are both None"
-                     if self.iterable_attr != self.loader_attr else "nothing to iterate yet")
-            raise ConfigurationError(f"no data for this loop: {unset}; {self.hint}")
+            unset = " and ".join(f"{a} is None" for a in (self.spec.iterable, self.spec.loader) if a)
+            raise ConfigurationError(f"no data for feed {self.spec.name!r}: {unset}; {self.hint}")
+        if not self.from_hook and self.capture_rng is not None:
+            self.open_rng = self.capture_rng(source)
         iterator = _skip(source, self.skip_on_open) if self.skip_on_open else iter(source)
         self.taken = self.skip_on_open
         self.skip_on_open = 0
@@ -72,17 +93,18 @@ class Feed:
         return item
 
     def close(self) -> None:
-        """Close an open generator-like iterator and forget it."""
+        """Close an open generator-like iterator and forget it; the pass is over."""
         close = getattr(self.iterator, "close", None)
         if callable(close):
             try:
                 close()
-            except Exception:  # closing is best effort: the run already ended
+            except Exception:  # closing is best effort: the pass already ended
                 pass
+        self.active = False
         self.reset()
 
 
-def lookahead(owner: Any, feed: Feed) -> Callable[[], bool]:
+def lookahead(owner: Any, feed: FeedState) -> Callable[[], bool]:
     """The loop guard for ``feed``: fetch one item ahead (once) and say whether there was one."""
 
     def has_next() -> bool:
@@ -94,6 +116,8 @@ def lookahead(owner: Any, feed: Feed) -> Callable[[], bool]:
             if it is None:
                 it = feed.open(owner)
             p = feed.peek = next(it, EXHAUSTED)
+            if p is EXHAUSTED:
+                feed.active = False
         return p is not EXHAUSTED
 
     return has_next

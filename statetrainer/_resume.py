@@ -1,20 +1,29 @@
 """Capture a running trainer at a state boundary, and restore it to resume exactly.
 
-A checkpoint holds the machine's state (the state whose calls have completed), counters,
-pending control requests, every module/optimizer/scheduler/scaler attribute, RNG states
-(now, and at the start of the epoch), the data position (batches consumed this epoch and
-how the iterable was made), metrics, stateful callbacks and the attributes a trainer
-lists in ``checkpoint_attrs``.
+A checkpoint holds the machine's state (the state whose calls have completed), the
+position, pending stop/skip requests, every module/optimizer/scheduler/scaler attribute
+(and each module's train/eval mode) by ``state_dict``, **the trainer's other attributes**
+(plain values, containers, objects such as a farabio trainer's early-stopping helper,
+tensors) pickled with references to the live modules, optimizers and loaders kept as
+references, RNG states, each data feed's position (items taken, how its iterable was
+made, the RNG its pass began with), metrics, callbacks' state and filter counters.
+
+Left out: the runtime's own attribute, ``config``, loaders and iterables the feeds read,
+live iterators, and what a trainer lists in ``checkpoint_exclude``. An attribute that
+cannot be pickled is named once in a warning and left out.
 
 Resuming does not re-run the completed state's calls: the driver records one ``resume``
-trace entry and chooses the next edge. Data order: the sampler's epoch is set, the epoch's
-RNG state restored, the iterable re-opened with the consumed batches skipped unloaded,
-and then the RNG states of the checkpoint moment restored.
+trace entry and chooses the next edge. Data order: a feed that was mid-pass is re-opened
+lazily with the RNG its pass began with replayed, the consumed items skipped without
+loading them, and the RNG of that moment put back.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +32,11 @@ import torch
 from statetrainer import checkpoint as ck
 from statetrainer._errors import CheckpointError
 
-#: Boundaries where a resume needs nothing that hooks keep in attributes for the current
-#: batch: signal stops wait for one of these; automatic checkpoints are taken at them.
-RESUMABLE = frozenset({"on_end_training_batch", "on_train_epoch_end", "on_epoch_end", "on_train_end"})
-
-#: States inside an epoch's batch loop: resuming there re-opens the training iterable.
-IN_EPOCH = frozenset({
-    "on_train_epoch_start", "train_batch", "on_start_training_batch", "training_step", "on_end_training_batch",
-})
+#: Attributes never captured: statetrainer's own and the trainer's inputs.
+NEVER = frozenset({"_statetrainer", "config"})
 
 
-def _iterable_kind(trainer: Any) -> str:
-    value = trainer.train_epoch_iter
+def _iterable_kind(value: Any) -> str:
     if value is None:
         return "loader"
     if isinstance(value, enumerate):
@@ -42,11 +44,31 @@ def _iterable_kind(trainer: Any) -> str:
     return "other"
 
 
+def _feed_attrs(trainer: Any) -> set[str]:
+    names: set[str] = set()
+    for spec in type(trainer).lifecycles().values():
+        for feed in spec.feeds:
+            names.update(a for a in (feed.iterable, feed.loader) if a)
+    return names
+
+
+def _loaders(trainer: Any) -> list[Any]:
+    """The feeds' loaders (deduplicated): their generators are part of the RNG state."""
+    found: list[Any] = []
+    for spec in type(trainer).lifecycles().values():
+        for feed in spec.feeds:
+            value = getattr(trainer, feed.loader, None) if feed.loader else None
+            if value is not None and all(value is not x for x in found):
+                found.append(value)
+    return found
+
+
 def capture(trainer: Any, state: str) -> dict[str, Any]:
     """The checkpoint payload of ``trainer`` whose machine has just completed ``state``."""
     rt = trainer._statetrainer
     pos, ctl = rt.driver.position, rt.driver.control
-    spec = trainer.lifecycles()[pos.lifecycle]
+    spec = rt.spec
+    objects = ck.stateful_attributes(trainer)
     return {
         "format": ck.FORMAT,
         "version": ck.VERSION,
@@ -57,26 +79,143 @@ def capture(trainer: Any, state: str) -> dict[str, Any]:
         "position": {"epoch": pos.epoch, "batch": pos.batch, "global_step": pos.global_step},
         "runtime": {
             "epoch_started": rt.epoch_started,
-            "taken": rt.train.taken,
-            "valid_taken": rt.valid.taken,
-            "iterable": _iterable_kind(trainer),
-            "opened": rt.train.iterator is not None,
             "trace_total": rt.driver.trace.total,
+            "grad_saved": rt.grad.saved,
+            "periodic_mark": rt.periodic_mark,
         },
-        "control": {"epoch_stop": ctl.epoch_stop, "skip": ctl.skip, "stop": ctl.stop and not rt.signal},
-        "attrs": {"_epoch": trainer._epoch, **{a: getattr(trainer, a) for a in trainer.checkpoint_attrs}},
-        "objects": {name: obj.state_dict() for name, obj in ck.stateful_attributes(trainer).items()},
+        "feeds": {name: _feed_position(trainer, feed) for name, feed in rt.feeds.items()},
+        "control": {"epoch_stop": ctl.epoch_stop, "skip": ctl.skip, "stop": ctl.stop},
+        "objects": {name: obj.state_dict() for name, obj in objects.items()},
         # train/eval mode per submodule: set by hooks that a resume does not re-run
         "modes": {
             name: [m.training for m in obj.modules()]
-            for name, obj in ck.stateful_attributes(trainer).items()
+            for name, obj in objects.items()
             if isinstance(obj, torch.nn.Module)
         },
-        "rng": ck.rng_state(trainer.train_loader),
-        "epoch_rng": rt.epoch_rng,
+        "attrs": _pickle_attributes(trainer, objects),
+        "rng": ck.rng_state(*_loaders(trainer)),
         "metrics": rt.metrics.state_dict(),
         "callbacks": [(type(b).__qualname__, b.state_dict()) for b in _stateful(rt.bundles)],
+        "filters": rt.registry.counts(),
     }
+
+
+def _feed_position(trainer: Any, feed: Any) -> dict[str, Any]:
+    iterable = getattr(trainer, feed.spec.iterable, None) if feed.spec.iterable else None
+    return {
+        "taken": feed.taken,
+        "active": feed.active,
+        "opened": feed.iterator is not None,
+        "kind": _iterable_kind(iterable),
+        "rng": feed.open_rng,
+    }
+
+
+# -- the trainer's own attributes -------------------------------------------------------
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles attribute values, keeping the live modules, optimizers, loaders and the
+    trainer itself as references by attribute name (restored to the same objects)."""
+
+    def __init__(self, file: io.BytesIO, refs: dict[int, str]) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.refs = refs
+
+    def persistent_id(self, obj: Any) -> str | None:
+        ref = self.refs.get(id(obj))
+        if ref is not None:
+            return ref
+        if isinstance(obj, _BY_STATE_DICT):
+            raise pickle.PicklingError(
+                f"it holds a {type(obj).__name__} that is not an attribute of its own, so its state would be "
+                f"saved apart from the optimizer's; make it an attribute (or an nn.ModuleList/ModuleDict)"
+            )
+        return None
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, trainer: Any) -> None:
+        super().__init__(file)
+        self.trainer = trainer
+
+    def persistent_load(self, pid: Any) -> Any:
+        if pid == "@trainer":
+            return self.trainer
+        return getattr(self.trainer, pid)
+
+
+_BY_STATE_DICT: tuple[type, ...] = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
+
+
+def _references(trainer: Any, objects: dict[str, Any]) -> dict[int, str]:
+    refs = {id(trainer): "@trainer"}
+    for name in (*objects, *_feed_attrs(trainer), "config"):
+        value = getattr(trainer, name, None)
+        if value is not None:
+            refs.setdefault(id(value), name)
+    from torch.utils.data import DataLoader
+
+    for name, value in vars(trainer).items():
+        if isinstance(value, DataLoader):
+            refs.setdefault(id(value), name)
+    return refs
+
+
+def _candidates(trainer: Any, objects: dict[str, Any]) -> dict[str, Any]:
+    skip = NEVER | set(objects) | _feed_attrs(trainer) | set(getattr(trainer, "checkpoint_exclude", ()))
+    out = {}
+    for name, value in vars(trainer).items():
+        if name in skip or hasattr(value, "__next__"):  # live iterators cannot be resumed
+            continue
+        out[name] = value
+    return out
+
+
+def _dumps(values: Any, refs: dict[int, str]) -> bytes:
+    buffer = io.BytesIO()
+    _Pickler(buffer, refs).dump(values)
+    return buffer.getvalue()
+
+
+def _pickle_attributes(trainer: Any, objects: dict[str, Any]) -> bytes:
+    """The trainer's own attributes, pickled together (so shared objects stay shared)."""
+    values, refs = _candidates(trainer, objects), _references(trainer, objects)
+    try:
+        return _dumps(values, refs)
+    except Exception:
+        pass
+    problems: dict[str, str] = {}
+    for name, value in values.items():
+        try:
+            _dumps(value, refs)
+        except Exception as exc:
+            problems[name] = f"{type(exc).__name__}: {exc}"
+    _warn_unsaved(trainer, problems)
+    return _dumps({k: v for k, v in values.items() if k not in problems}, refs)
+
+
+def _warn_unsaved(trainer: Any, problems: dict[str, str]) -> None:
+    rt = trainer._statetrainer
+    if rt.unsaved_warned or not problems:
+        return
+    rt.unsaved_warned = True
+    listed = "; ".join(f"self.{name} ({why})" for name, why in problems.items())
+    warnings.warn(
+        f"checkpoints of {type(trainer).__name__} leave out attributes that cannot be pickled: {listed}. "
+        f"A resumed run will have the values its constructor gives them; make them picklable, or list "
+        f"them in checkpoint_exclude to silence this warning",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+
+def _restore_attributes(trainer: Any, blob: bytes) -> None:
+    for name, value in _Unpickler(io.BytesIO(blob), trainer).load().items():
+        setattr(trainer, name, value)
+
+
+# -- writing and checking --------------------------------------------------------------
 
 
 def write(trainer: Any, path: str | os.PathLike[str], state: str) -> Path:
@@ -90,11 +229,11 @@ def check_compatible(trainer: Any, data: dict[str, Any], source: str) -> None:
     problems = []
     if data["trainer"] != type(trainer).__qualname__:
         problems.append(f"trainer: checkpoint {data['trainer']!r}, this one {type(trainer).__qualname__!r}")
-    spec = trainer.lifecycles().get(data["lifecycle"])
+    spec = type(trainer).lifecycles().get(data["lifecycle"])
     if spec is None:
         problems.append(f"lifecycle {data['lifecycle']!r} is not one of this trainer's")
     elif spec.fingerprint() != data["fingerprint"]:
-        problems.append(f"lifecycle {data['lifecycle']!r} differs (states or edges changed)")
+        problems.append(f"lifecycle {data['lifecycle']!r} differs (states, roles or edges changed)")
     elif data["state"] not in spec.state_names:
         problems.append(f"state {data['state']!r} does not exist in {data['lifecycle']!r}")
     have = set(ck.stateful_attributes(trainer))
@@ -108,38 +247,44 @@ def check_compatible(trainer: Any, data: dict[str, Any], source: str) -> None:
 def restore(trainer: Any, data: dict[str, Any]) -> str:
     """Put ``trainer`` back where ``data`` was captured; returns the state to resume from."""
     rt = trainer._statetrainer
-    pos, ctl = rt.driver.position, rt.driver.control
+    spec = type(trainer).lifecycles()[data["lifecycle"]]
     objects = ck.stateful_attributes(trainer)
     for name, state in data["objects"].items():
         objects[name].load_state_dict(state)
     for name, modes in data.get("modes", {}).items():
         for module, training in zip(objects[name].modules(), modes):
             module.training = training
-    for name, value in data["attrs"].items():
-        setattr(trainer, name, value)
+    _restore_attributes(trainer, data["attrs"])
+    _restore_runtime(rt, spec, data)
+    _restore_callbacks(rt.bundles, data["callbacks"])
+    rt.registry.load_counts(data.get("filters", []))
+    for name, saved in data["feeds"].items():
+        if saved["active"] and (saved["opened"] or saved["kind"] != "loader"):
+            _reopen(trainer, rt.feed(_spec_with_feed(trainer, name), name), saved)
+    ck.set_rng_state(data["rng"], *_loaders(trainer))
+    return str(data["state"])
+
+
+def _restore_runtime(rt: Any, spec: Any, data: dict[str, Any]) -> None:
+    pos, ctl = rt.driver.position, rt.driver.control
     position, runtime = data["position"], data["runtime"]
     pos.epoch, pos.batch, pos.global_step = position["epoch"], position["batch"], position["global_step"]
     pos.depth = 0
     rt.epoch_started = runtime["epoch_started"]
-    rt.epoch_rng = data["epoch_rng"]
+    rt.periodic_mark = runtime["periodic_mark"]
     rt.driver.trace.start_at(runtime["trace_total"])
     rt.metrics.load_state_dict(data["metrics"])
-    _restore_callbacks(rt.bundles, data["callbacks"])
     ctl.clear()
     for what in ("epoch_stop", "skip", "stop"):
         if data["control"].get(what):
             ctl.request(what)
-    state = data["state"]
-    if state in IN_EPOCH:
-        # A hook-made iterable (enumerate(loader)) drew its random numbers inside the hook,
-        # before the checkpoint; the plain loader only once the feed had opened it.
-        replay = runtime["iterable"] != "loader" or runtime["opened"]
-        _reopen_training_data(trainer, runtime["taken"], runtime["iterable"], data["epoch_rng"] if replay else None)
-    if trainer.lifecycles()[data["lifecycle"]].state(state).region == "evaluate" or state == "evaluate_epoch":
-        trainer._no_grad_enter()
-        _reopen_validation_data(trainer, runtime["valid_taken"])
-    ck.set_rng_state(data["rng"], trainer.train_loader)
-    return str(state)
+    if data["state"] in spec.no_grad_states():
+        rt.grad.saved = runtime["grad_saved"]
+        torch.set_grad_enabled(False)
+
+
+def _spec_with_feed(trainer: Any, name: str) -> Any:
+    return next(s for s in type(trainer).lifecycles().values() if any(f.name == name for f in s.feeds))
 
 
 def _stateful(bundles: list[Any]) -> list[Any]:
@@ -161,58 +306,50 @@ def _restore_callbacks(bundles: list[Any], saved: list[Any]) -> None:
         bundle.load_state_dict(state)
 
 
-def _reopen_validation_data(trainer: Any, taken: int) -> None:
-    """Re-open the validation iterable past ``taken`` items without moving any RNG.
+def _reopen(trainer: Any, feed: Any, saved: dict[str, Any]) -> None:
+    """Re-create the feed's iterator past ``taken`` items when the resumed run first asks for one.
 
-    Creating a DataLoader iterator draws a seed from the global generator; in the
-    interrupted run that draw happened before the checkpoint, so it must not happen again.
+    The RNG the pass began with is replayed around the re-creation (so a shuffling loader
+    yields the same order) and the RNG of that moment put back afterwards.
     """
-    from statetrainer._feeds import _skip
-
-    rt = trainer._statetrainer
-    source = trainer.valid_epoch_iter if trainer.valid_epoch_iter is not None else trainer.valid_loader
-
-    def reopen() -> Any:
-        now = ck.rng_state(source)
-        iterator = _skip(source, taken)
-        ck.set_rng_state(now, source)
-        return iterator
-
-    rt.valid.reset()
-    rt.valid.opener = reopen
-    rt.valid.taken = taken
-
-
-def _reopen_training_data(trainer: Any, taken: int, kind: str, epoch_rng: Any) -> None:
     from statetrainer import steps_data
-    from statetrainer._feeds import _skip
 
-    rt = trainer._statetrainer
-    loader = trainer.train_loader
+    loader = getattr(trainer, feed.spec.loader, None) if feed.spec.loader else None
+    taken, kind, rng = saved["taken"], saved["kind"], saved["rng"]
 
     def reopen() -> Any:
-        now = ck.rng_state(loader) if epoch_rng is not None else None
-        if epoch_rng is not None:
-            ck.set_rng_state(epoch_rng, loader)
-        steps_data.set_sampler_epoch(loader, trainer._epoch)
-        if kind == "loader":
-            iterator = _skip(loader, taken)
-        elif kind == "enumerate":
-            iterator = enumerate(_skip(loader, taken), start=taken)
-            trainer.train_epoch_iter = iterator
-        else:
-            custom = getattr(trainer, "resume_train_iterable", None)
-            if custom is None:
-                raise CheckpointError(
-                    f"train_epoch_iter was set by a hook to a {kind!r} iterable, which cannot be re-created "
-                    f"mid-epoch; define resume_train_iterable(self, consumed) returning it, past the "
-                    f"first `consumed` items"
-                )
-            iterator = iter(custom(taken))
-        if now is not None:
-            ck.set_rng_state(now, loader)
+        now = ck.rng_state(loader)
+        if rng is not None:
+            ck.set_rng_state(rng, loader)
+        epoch = trainer._statetrainer.driver.position.epoch
+        if epoch is not None and loader is not None:
+            steps_data.set_sampler_epoch(loader, epoch)
+        iterator = _recreate(trainer, feed, loader, kind, taken)
+        ck.set_rng_state(now, loader)
         return iterator
 
-    rt.train.reset()
-    rt.train.opener = reopen
-    rt.train.taken = taken
+    feed.reset()
+    feed.active = True
+    feed.open_rng = rng
+    feed.opener = reopen
+    feed.taken = taken
+
+
+def _recreate(trainer: Any, feed: Any, loader: Any, kind: str, taken: int) -> Any:
+    from statetrainer._feeds import _skip
+
+    if kind == "loader":
+        return _skip(loader, taken)
+    if kind == "enumerate":
+        iterator = enumerate(_skip(loader, taken), start=taken)
+        if feed.spec.iterable:
+            setattr(trainer, feed.spec.iterable, iterator)
+        return iterator
+    custom = getattr(trainer, f"resume_{feed.spec.name}_iterable", None)
+    if custom is None:
+        raise CheckpointError(
+            f"{feed.spec.iterable} was set by a hook to an iterable statetrainer cannot re-create mid-pass; "
+            f"define resume_{feed.spec.name}_iterable(self, consumed) returning it past the first `consumed` "
+            f"items, or checkpoint at epoch boundaries only (checkpoint_epochs=True)"
+        )
+    return iter(custom(taken))

@@ -1,9 +1,16 @@
 """Built-in callbacks, each usable in one line: ``trainer.add_callback(EarlyStopping("val_loss"))``.
 
 A callback object is a bundle: each public method named after a state is attached to
-that state (``on_epoch_end(self, trainer)``). ``on_exception(self, trainer, error)`` runs
-when a run fails; ``setup(self, trainer)`` once when added; ``teardown(self, trainer)``
-when every run ends; ``state_dict``/``load_state_dict`` make it checkpointable.
+that state (``on_epoch_end(self, trainer)``), and each method marked with
+:func:`~statetrainer.callbacks.at` to the state or role it names. The built-ins attach to
+roles (:mod:`statetrainer.roles`: ``epoch_end``, ``batch_end``, ``epoch_start``), so they
+work on every lifecycle that declares those roles; adding one to a trainer whose main
+lifecycle lacks a role it needs is an error naming the role.
+
+``on_exception(self, trainer, error)`` runs when a run fails; ``setup(self, trainer)``
+once when added; ``teardown(self, trainer)`` when every run ends;
+``state_dict``/``load_state_dict`` make it checkpointable. Built-ins read the runtime
+directly, never a trainer method a subclass could shadow (``self.metrics = [...]`` is fine).
 """
 
 from __future__ import annotations
@@ -18,13 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from statetrainer._errors import ConfigurationError, UnknownStateError, close_matches
-from statetrainer.callbacks import ON_EXCEPTION, Handle
+from statetrainer.callbacks import ON_EXCEPTION, Handle, at, attached_where
+from statetrainer.roles import BATCH_END, EPOCH_END, EPOCH_START
 
 _NOT_STATES = {"setup", "teardown", "state_dict", "load_state_dict"}
 
 
 class Callback:
-    """Base class for callback bundles; methods named after states are attached."""
+    """Base class for callback bundles; methods named after states (or marked with ``@at``) are attached."""
 
     order: int = 0
 
@@ -43,31 +51,55 @@ class Callback:
 
 
 def register_bundle(trainer: Any, obj: Any, order: int | None) -> list[Handle]:
-    """Attach every state-named method of ``obj``.
+    """Attach every state-named or ``@at``-marked method of ``obj``, all or nothing.
 
     Public methods that look like hooks (``on_*``, or close to a state name) but match no
     state are refused with a suggestion; other helper methods are left alone.
     """
-    registry = trainer._statetrainer.registry
+    rt = trainer._statetrainer
+    if inspect.isroutine(obj) or isinstance(obj, type):
+        raise TypeError(
+            f"add_callback() takes a callback bundle (an object whose methods are named after states, or "
+            f"marked with @statetrainer.at(...), like a statetrainer.Callback subclass), got {obj!r}; "
+            f"to attach a function use trainer.on(state_or_role, fn)"
+        )
     from statetrainer._runtime import trainer_states
 
-    states = set(trainer_states(trainer)) | {ON_EXCEPTION}
-    methods = _public_methods(obj)
-    # A helper method (``table``) is fine; one that looks like a hook but is none is a typo.
-    unknown = [m for m in methods if m not in states and (m.startswith("on_") or close_matches(m, states))]
-    methods = [m for m in methods if m in states]
+    states = set(trainer_states(type(trainer))) | {ON_EXCEPTION}
+    targets: list[tuple[Any, str]] = []
+    unknown = []
+    for name in _public_methods(obj):
+        where = attached_where(getattr(obj, name))
+        if where is not None:
+            targets.append((where, name))
+        elif name in states:
+            targets.append((name, name))
+        elif name.startswith("on_") or close_matches(name, states):
+            unknown.append(name)
     if unknown:
         raise UnknownStateError(
             unknown[0], sorted(states), what=f"state for method {type(obj).__name__}.{unknown[0]}:"
         )
+    if not targets and not _own_setup(obj):
+        raise TypeError(
+            f"{type(obj).__name__} has no method named after a state or marked with @statetrainer.at(...), "
+            f"so add_callback() would attach nothing; to attach a function use trainer.on(state_or_role, fn)"
+        )
     chosen = order if order is not None else int(getattr(obj, "order", 0))
-    handles = [registry.add(m, getattr(obj, m), order=chosen) for m in methods]
+    handles = [rt.registry.prepare(where, getattr(obj, name), order=chosen) for where, name in targets]
+    rt.registry.commit(handles)
     if callable(getattr(obj, "setup", None)):
         obj.setup(trainer)
     if callable(getattr(obj, "teardown", None)):
-        trainer._statetrainer.teardown.append(lambda: obj.teardown(trainer))
-    trainer._statetrainer.bundles.append(obj)
+        rt.teardown.append(lambda: obj.teardown(trainer))
+    rt.bundles.append(obj)
     return handles
+
+
+def _own_setup(obj: Any) -> bool:
+    """True when ``obj`` has a ``setup`` of its own (it may attach itself another way)."""
+    setup = getattr(type(obj), "setup", None)
+    return callable(setup) and setup is not Callback.setup
 
 
 def _public_methods(obj: Any) -> list[str]:
@@ -81,17 +113,27 @@ def _public_methods(obj: Any) -> list[str]:
 
 
 def _metric(trainer: Any, monitor: str) -> float:
-    values = trainer.metrics()
+    values = trainer._statetrainer.metrics.compute()
     if monitor not in values:
         logged = ", ".join(sorted(values)) or "nothing yet"
+        hint = close_matches(monitor, values)
+        did = f"; did you mean {hint[0]!r}?" if hint else ""
         raise ConfigurationError(
-            f"metric {monitor!r} was not logged this epoch (logged: {logged}); "
+            f"metric {monitor!r} was not logged this epoch (logged: {logged}){did}; "
             f"call trainer.log({monitor!r}, value) in a hook"
         )
     return float(values[monitor])
 
 
+def _epoch(trainer: Any) -> int | None:
+    epoch: int | None = trainer._statetrainer.driver.position.epoch
+    return epoch
+
+
 def _better(mode: str, value: float, best: float, min_delta: float = 0.0) -> bool:
+    """Whether ``value`` improves on ``best``; a non-finite value never does."""
+    if not math.isfinite(value):
+        return False
     if mode == "min":
         return value < best - min_delta
     return value > best + min_delta
@@ -103,26 +145,41 @@ def _check_mode(mode: str) -> None:
 
 
 class EarlyStopping(Callback):
-    """Stop training when ``monitor`` has not improved for ``patience`` epochs."""
+    """Stop training when ``monitor`` has not improved for ``patience`` epochs (at each epoch's end).
 
-    def __init__(self, monitor: str, patience: int = 3, mode: str = "min", min_delta: float = 0.0) -> None:
+    A non-finite value (NaN, inf) is never an improvement; with ``check_finite`` (the
+    default) it stops the run at once, saying so.
+    """
+
+    def __init__(self, monitor: str, patience: int = 3, mode: str = "min", min_delta: float = 0.0,
+                 check_finite: bool = True) -> None:
         _check_mode(mode)
         if not isinstance(patience, int) or patience < 1:
             raise ValueError(f"patience must be an int >= 1, got {patience!r}")
         self.monitor, self.patience, self.mode, self.min_delta = monitor, patience, mode, min_delta
+        self.check_finite = check_finite
         self.best = math.inf if mode == "min" else -math.inf
         self.bad_epochs = 0
         self.stopped_epoch: int | None = None
+        self.reason: str | None = None
 
-    def on_epoch_end(self, trainer: Any) -> None:
+    @at(EPOCH_END)
+    def check(self, trainer: Any) -> None:
+        """Count an epoch without improvement; stop after ``patience`` of them."""
         value = _metric(trainer, self.monitor)
+        if self.check_finite and not math.isfinite(value):
+            self._stop(trainer, f"EarlyStopping: {self.monitor} is {value} (not finite)")
+            return
         if _better(self.mode, value, self.best, self.min_delta):
             self.best, self.bad_epochs = value, 0
             return
         self.bad_epochs += 1
         if self.bad_epochs >= self.patience:
-            self.stopped_epoch = trainer._epoch
-            trainer.stop(f"EarlyStopping: {self.monitor} did not improve for {self.patience} epochs")
+            self._stop(trainer, f"EarlyStopping: {self.monitor} did not improve for {self.patience} epochs")
+
+    def _stop(self, trainer: Any, reason: str) -> None:
+        self.stopped_epoch, self.reason = _epoch(trainer), reason
+        trainer._statetrainer.request("stop", "stop", reason)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "bad_epochs": self.bad_epochs}
@@ -134,8 +191,10 @@ class EarlyStopping(Callback):
 class ModelCheckpoint(Callback):
     """Keep the best ``save_top_k`` models by ``monitor`` and/or one every ``every_n_epochs``.
 
-    Files go to ``dirpath`` (default ``RUN_DIR/checkpoints``); ``best.pt`` is always the
-    best so far. Every file is written atomically.
+    At each epoch's end, the ``module`` attribute (``model`` by default; ``netG`` for a
+    GAN) is saved by ``state_dict``. Files go to ``dirpath`` (default ``RUN_DIR/checkpoints``);
+    ``best.pt`` is always the best so far. Every file is written atomically. A non-finite
+    monitored value (NaN, inf) is never kept as best.
     """
 
     def __init__(
@@ -145,6 +204,7 @@ class ModelCheckpoint(Callback):
         mode: str = "min",
         save_top_k: int = 1,
         every_n_epochs: int | None = None,
+        module: str = "model",
     ) -> None:
         _check_mode(mode)
         if monitor is None and every_n_epochs is None:
@@ -155,38 +215,55 @@ class ModelCheckpoint(Callback):
             raise ValueError(f"save_top_k must be >= 1, got {save_top_k!r}")
         self.dirpath = Path(dirpath) if dirpath else None
         self.monitor, self.mode, self.save_top_k, self.every_n_epochs = monitor, mode, save_top_k, every_n_epochs
+        self.module = module
         self.kept: list[tuple[float, str]] = []
         self.best_path: Path | None = None
 
     def _folder(self, trainer: Any) -> Path:
         if self.dirpath is not None:
             return self.dirpath
-        run_dir = getattr(trainer, "run_dir", None)
+        run_dir = trainer._statetrainer.settings.run_dir
         if not run_dir:
             raise ConfigurationError("ModelCheckpoint: give dirpath= or run the trainer with a run_dir")
         return Path(run_dir) / "checkpoints"
 
-    def on_epoch_end(self, trainer: Any) -> None:
+    def _model(self, trainer: Any) -> Any:
+        import torch
+
+        model = getattr(trainer, self.module, None)
+        if not isinstance(model, torch.nn.Module):
+            raise ConfigurationError(
+                f"ModelCheckpoint: {type(trainer).__name__}.{self.module} is {type(model).__name__}, not a "
+                f"torch.nn.Module; pass module= the attribute holding the model to save (e.g. module='netG')"
+            )
+        return model
+
+    @at(EPOCH_END)
+    def save(self, trainer: Any) -> None:
+        """Save the periodic file and, when the monitored value ranks, the top-k and best files."""
         from statetrainer import parallel
         from statetrainer.checkpoint import save_state_dict
 
         if not parallel.is_main_process():
             return
-        folder, epoch = self._folder(trainer), trainer._epoch
-        if self.every_n_epochs and epoch % self.every_n_epochs == 0:
-            save_state_dict(trainer.model, folder / f"epoch{epoch}.pt")
+        folder, epoch, model = self._folder(trainer), _epoch(trainer), self._model(trainer)
+        if self.every_n_epochs and epoch is not None and epoch % self.every_n_epochs == 0:
+            save_state_dict(model, folder / f"epoch{epoch}.pt")
         if self.monitor is None:
             return
         value = _metric(trainer, self.monitor)
-        ranked = sorted([*self.kept, (value, f"top-epoch{epoch}.pt")], reverse=self.mode == "max")
-        if (value, f"top-epoch{epoch}.pt") not in ranked[: self.save_top_k]:
+        if not math.isfinite(value):
             return
-        save_state_dict(trainer.model, folder / f"top-epoch{epoch}.pt")
-        for _, name in ranked[self.save_top_k :]:
-            (folder / name).unlink(missing_ok=True)
+        name = f"top-epoch{epoch}.pt"
+        ranked = sorted([*self.kept, (value, name)], reverse=self.mode == "max")
+        if (value, name) not in ranked[: self.save_top_k]:
+            return
+        save_state_dict(model, folder / name)
+        for _, old in ranked[self.save_top_k :]:
+            (folder / old).unlink(missing_ok=True)
         self.kept = ranked[: self.save_top_k]
-        if self.kept[0][1] == f"top-epoch{epoch}.pt":
-            self.best_path = save_state_dict(trainer.model, folder / "best.pt")
+        if self.kept[0][1] == name:
+            self.best_path = save_state_dict(model, folder / "best.pt")
 
     @staticmethod
     def best_file(trainer: Any) -> Path | None:
@@ -215,26 +292,35 @@ class ProgressBar(Callback):
         self.refresh_every, self.leave, self.file = refresh_every, leave, file
         self.bar: Any = None
 
-    def on_train_epoch_start(self, trainer: Any) -> None:
+    @at(EPOCH_START)
+    def open(self, trainer: Any) -> None:
+        """A new bar for the epoch, as long as the training data."""
         from tqdm.auto import tqdm
 
         self._close()
-        total = _length(trainer.train_loader)
-        self.bar = tqdm(total=total, leave=self.leave, file=self.file, dynamic_ncols=True,
-                        desc=f"{trainer.snapshot().lifecycle} epoch {trainer._epoch}/{trainer._num_epochs}")
+        rt = trainer._statetrainer
+        feed = rt.step_feed
+        source = getattr(trainer, feed.spec.loader, None) if feed is not None and feed.spec.loader else None
+        total = getattr(trainer, rt.spec.epochs.total, None) if rt.spec is not None else None
+        self.bar = tqdm(total=_length(source), leave=self.leave, file=self.file, dynamic_ncols=True,
+                        desc=f"{rt.driver.position.lifecycle} epoch {_epoch(trainer)}/{total}")
 
-    def on_end_training_batch(self, trainer: Any) -> None:
+    @at(BATCH_END)
+    def advance(self, trainer: Any) -> None:
+        """One training item done; refresh the postfix every ``refresh_every`` items."""
         if self.bar is None:
             return
         self.bar.update(1)
         if self.bar.n % self.refresh_every == 0:
             loss = getattr(trainer, "loss", None)
-            post = {"state": trainer.state, "batch": self.bar.n}
+            post = {"state": trainer._statetrainer.driver.position.state_name, "batch": self.bar.n}
             if loss is not None:
                 post["loss"] = f"{float(loss.detach() if hasattr(loss, 'detach') else loss):.4f}"
             self.bar.set_postfix(post, refresh=False)
 
-    def on_train_epoch_end(self, trainer: Any) -> None:
+    @at(EPOCH_END)
+    def close(self, trainer: Any) -> None:
+        """The epoch is over: close its bar."""
         self._close()
 
     def teardown(self, trainer: Any) -> None:
@@ -254,15 +340,11 @@ def _length(loader: Any) -> int | None:
 
 
 class CSVLogger(Callback):
-    """Append one row per epoch (epoch, elapsed seconds, every logged metric) to ``path``."""
+    """Append one row per epoch (epoch, seconds since the run started, every logged metric) to ``path``."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path else None
         self.rows: list[dict[str, Any]] = []
-        self._start = time.perf_counter()
-
-    def on_train_start(self, trainer: Any) -> None:
-        self._start = time.perf_counter()
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": [dict(r) for r in self.rows]}
@@ -270,11 +352,17 @@ class CSVLogger(Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rows = [dict(r) for r in state["rows"]]
 
-    def on_epoch_end(self, trainer: Any) -> None:
-        row = {"epoch": trainer._epoch, "seconds": round(time.perf_counter() - self._start, 3)}
-        row.update(trainer.metrics())
+    @at(EPOCH_END)
+    def write_row(self, trainer: Any) -> None:
+        """Add this epoch's row and rewrite the file atomically."""
+        from statetrainer._runtime import elapsed_since
+
+        rt = trainer._statetrainer
+        row = {"epoch": _epoch(trainer), "seconds": elapsed_since(rt.started)}
+        row.update(rt.metrics.compute())
         self.rows.append(row)
-        path = self.path or (Path(trainer.run_dir) / "metrics.csv" if getattr(trainer, "run_dir", None) else None)
+        run_dir = rt.settings.run_dir
+        path = self.path or (Path(run_dir) / "metrics.csv" if run_dir else None)
         from statetrainer import parallel
 
         if path is None or not parallel.is_main_process():
@@ -312,13 +400,16 @@ class TensorBoardLogger(Callback):
             ) from exc
         self._writer_cls = SummaryWriter
 
-    def on_epoch_end(self, trainer: Any) -> None:
+    @at(EPOCH_END)
+    def write_scalars(self, trainer: Any) -> None:
+        """This epoch's means as scalars at step = epoch."""
+        rt = trainer._statetrainer
         if self.writer is None:
-            run_dir = getattr(trainer, "run_dir", None)
+            run_dir = rt.settings.run_dir
             folder = self.log_dir or (Path(run_dir) / "tensorboard" if run_dir else "runs/tensorboard")
             self.writer = self._writer_cls(log_dir=str(folder))
-        for name, value in trainer.metrics().items():
-            self.writer.add_scalar(name, value, trainer._epoch)
+        for name, value in rt.metrics.compute().items():
+            self.writer.add_scalar(name, value, _epoch(trainer))
         self.writer.flush()
 
     def teardown(self, trainer: Any) -> None:
@@ -335,11 +426,15 @@ class LRSchedulerStep(Callback):
             raise ValueError(f"interval must be 'epoch' or 'batch', got {interval!r}")
         self.scheduler, self.interval, self.monitor = scheduler, interval, monitor
 
-    def on_end_training_batch(self, trainer: Any) -> None:
+    @at(BATCH_END)
+    def step_batch(self, trainer: Any) -> None:
+        """Step after each training item (``interval="batch"``)."""
         if self.interval == "batch":
             self.scheduler.step()
 
-    def on_epoch_end(self, trainer: Any) -> None:
+    @at(EPOCH_END)
+    def step_epoch(self, trainer: Any) -> None:
+        """Step at each epoch's end (``interval="epoch"``), with the monitored value if given."""
         if self.interval != "epoch":
             return
         if self.monitor is not None:
@@ -364,7 +459,7 @@ class StateTimer(Callback):
         self._last: tuple[str, float] | None = None
 
     def setup(self, trainer: Any) -> None:
-        trainer.observe(self._observe)
+        trainer._statetrainer.driver.observers.append(self._observe)
 
     def _observe(self, source: str, target: str) -> None:
         now = self.clock()

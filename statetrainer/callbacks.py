@@ -1,12 +1,17 @@
-"""Attach callbacks to states: order, filters, validation at attach time.
+"""Attach callbacks to states or roles: order, filters, validation at attach time.
+
+A callback attaches to a state by name (``"on_epoch_end"``) or to a role
+(:data:`statetrainer.roles.EPOCH_END`): a role callback runs on entry to every state that
+declares the role, in whichever lifecycle runs.
 
 Order contract, within one state: callbacks with ``order < 0`` run first, then the hook
 method, then the callbacks with ``order >= 0``; within each group by ``order``, then by
-registration.
+registration (state and role callbacks alike).
 
-Filters count the entries of the state over the run (they restart with each run):
-``every=N`` fires on the N-th, 2N-th, ... entry; ``once=N`` on the N-th only;
-``when=pred`` whenever ``pred(trainer)`` is true. They combine with *and*.
+Filters count the entries of the callback's state (or role) over a run: ``every=N``
+fires on the N-th, 2N-th, ... entry; ``once=N`` on the N-th only; ``when=pred`` whenever
+``pred(trainer)`` is true. They combine with *and*. Counters restart with each run and
+are kept in checkpoints, so a resumed run fires at the same steps as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -16,49 +21,73 @@ import itertools
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import attrs
-
 from statetrainer._errors import UnknownStateError
+from statetrainer.roles import Role
 
 #: The callback point run when a hook or callback raises: ``fn(trainer, error)``.
 ON_EXCEPTION = "on_exception"
 
-Fn = Callable[[Any], Any]
+Fn = Callable[..., Any]
+Where = str | Role
 
 
-@attrs.define(eq=False)
 class Handle:
     """A registered callback; pass it to ``trainer.off`` to remove it."""
 
-    state: str
-    fn: Fn
-    order: int = 0
-    every: int | None = None
-    once: int | None = None
-    when: Callable[[Any], bool] | None = None
-    seq: int = 0
-    count: int = 0
+    __slots__ = ("state", "fn", "order", "every", "once", "when", "seq", "_count")
+
+    def __init__(
+        self, state: Where, fn: Fn, order: int = 0, every: int | None = None, once: int | None = None,
+        when: Callable[[Any], bool] | None = None, seq: int = 0,
+    ) -> None:
+        self.state, self.fn, self.order, self.seq = state, fn, order, seq
+        self.every, self.once, self.when = every, once, when
+        self._count = [0]  # one cell shared with the bound call, so filtering is one increment
+
+    @property
+    def count(self) -> int:
+        """Entries of the state (or role) seen this run; filters count them."""
+        return self._count[0]
+
+    @count.setter
+    def count(self, value: int) -> None:
+        self._count[0] = value
+
+    @property
+    def filtered(self) -> bool:
+        """True when the callback has a filter (``every``, ``once`` or ``when``)."""
+        return self.every is not None or self.once is not None or self.when is not None
 
     @property
     def name(self) -> str:
         """How errors and diagrams name this callback."""
-        return f"callback {_callable_name(self.fn)}"
+        return f"callback {callable_name(self.fn)}"
+
+    @property
+    def key(self) -> str:
+        """A stable identity for checkpoints: where it attaches, what it calls, its order."""
+        where = f"role:{self.state.name}" if isinstance(self.state, Role) else self.state
+        return f"{where}|{callable_name(self.fn)}|{self.order}"
 
     def bind(self, trainer: Any) -> Callable[[], Any]:
         """A zero-argument call for the driver, applying this handle's filters."""
         fn = self.fn
-        if self.every is None and self.once is None and self.when is None:
+        if not self.filtered:
             return lambda: fn(trainer)
-        return self._filtered(trainer)
-
-    def _filtered(self, trainer: Any) -> Callable[[], Any]:
-        fn, every, once, when = self.fn, self.every, self.once, self.when
+        cell, every, once, when = self._count, self.every, self.once, self.when
+        if when is None and once is None:
+            def every_nth() -> Any:
+                n = cell[0] = cell[0] + 1
+                if n % every:  # type: ignore[operator]
+                    return None
+                return fn(trainer)
+            return every_nth
 
         def call() -> Any:
-            self.count += 1
-            if every is not None and self.count % every:
+            n = cell[0] = cell[0] + 1
+            if every is not None and n % every:
                 return None
-            if once is not None and self.count != once:
+            if once is not None and n != once:
                 return None
             if when is not None and not when(trainer):
                 return None
@@ -66,19 +95,46 @@ class Handle:
 
         return call
 
+    def fire(self, *args: Any) -> Any:
+        """Call the callback once with ``args``, applying its filters (for ``on_exception``)."""
+        n = self._count[0] = self._count[0] + 1
+        if self.every is not None and n % self.every:
+            return None
+        if self.once is not None and n != self.once:
+            return None
+        if self.when is not None and not self.when(args[0]):
+            return None
+        return self.fn(*args)
+
+    def __repr__(self) -> str:
+        return f"<Handle {self.name} on {self.state} order={self.order}>"
+
 
 class Registry:
-    """The callbacks of one trainer, by state."""
+    """The callbacks of one trainer, by state or role.
 
-    def __init__(self, known_states: Callable[[], Iterable[str]]) -> None:
+    ``known_states()`` lists the state names callbacks may attach to; ``known_roles()``
+    the roles of the trainer's main lifecycle (attaching to another role is an error).
+    """
+
+    def __init__(self, known_states: Callable[[], Iterable[str]],
+                 known_roles: Callable[[], tuple[str, Iterable[str]]] | None = None) -> None:
         self._known = known_states
+        self._roles = known_roles
         self._handles: list[Handle] = []
         self._seq = itertools.count()
         self.version = 0
+        #: Called after every change (the runtime swaps a running program's callbacks).
+        self.on_change: Callable[[], None] | None = None
+
+    def _changed(self) -> None:
+        self.version += 1
+        if self.on_change is not None:
+            self.on_change()
 
     def add(
         self,
-        state: str,
+        state: Where,
         fn: Fn,
         *,
         order: int = 0,
@@ -86,16 +142,27 @@ class Registry:
         once: int | None = None,
         when: Callable[[Any], bool] | None = None,
     ) -> Handle:
-        """Validate and register ``fn`` on ``state``; returns its handle."""
+        """Validate and register ``fn`` on ``state`` (a state name or a :class:`Role`); returns its handle."""
+        handle = self.prepare(state, fn, order=order, every=every, once=once, when=when)
+        self.commit([handle])
+        return handle
+
+    def prepare(
+        self, state: Where, fn: Fn, *, order: int = 0, every: int | None = None,
+        once: int | None = None, when: Callable[[Any], bool] | None = None,
+    ) -> Handle:
+        """Validate a registration without making it (so a bundle registers all or nothing)."""
         self.check_state(state)
         _check_filters(every, once, when)
-        _check_signature(fn, 2 if state == ON_EXCEPTION else 1, state)
+        _check_signature(fn, 2 if state == ON_EXCEPTION else 1, str(state))
         if not isinstance(order, int) or isinstance(order, bool):
             raise TypeError(f"order must be an int, got {order!r}")
-        handle = Handle(state, fn, order, every, once, when, next(self._seq))
-        self._handles.append(handle)
-        self.version += 1
-        return handle
+        return Handle(state, fn, order, every, once, when, next(self._seq))
+
+    def commit(self, handles: Iterable[Handle]) -> None:
+        """Register handles made by :meth:`prepare`."""
+        self._handles.extend(handles)
+        self._changed()
 
     def remove(self, handle: Handle) -> None:
         """Unregister ``handle``; removing one that is not registered raises ``ValueError``."""
@@ -103,18 +170,48 @@ class Registry:
             self._handles.remove(handle)
         except ValueError:
             raise ValueError(f"{handle.name} on {handle.state!r} is not registered") from None
-        self.version += 1
+        self._changed()
 
-    def check_state(self, state: str) -> None:
-        """Raise :class:`UnknownStateError` (with suggestions) unless ``state`` exists."""
+    def check_state(self, state: Where) -> None:
+        """Raise unless ``state`` is a state callbacks may attach to, or a role the main lifecycle has."""
+        if isinstance(state, Role):
+            if self._roles is None:
+                return
+            lifecycle, roles = self._roles()
+            if state.name not in set(roles):
+                from statetrainer._errors import ConfigurationError
+
+                raise ConfigurationError(
+                    f"lifecycle {lifecycle!r} has no state with role {state.name!r}, so a callback on "
+                    f"{state} would never run; declare it on a state: State(..., roles={{{state.name!r}}})"
+                )
+            return
+        if not isinstance(state, str):
+            raise TypeError(f"a callback attaches to a state name or a statetrainer.roles.Role, got {state!r}")
         known = set(self._known()) | {ON_EXCEPTION}
         if state not in known:
             raise UnknownStateError(state, sorted(known))
 
-    def for_state(self, state: str) -> tuple[list[Handle], list[Handle]]:
-        """The handles of ``state`` that run before and after its hook, in order."""
-        handles = sorted((h for h in self._handles if h.state == state), key=lambda h: (h.order, h.seq))
+    def for_state(self, state: str, roles: Iterable[str] = ()) -> tuple[list[Handle], list[Handle]]:
+        """The handles of ``state`` (by name, or by one of its ``roles``) before and after its hook."""
+        role_names = set(roles)
+        handles = sorted(
+            (h for h in self._handles
+             if h.state == state or (isinstance(h.state, Role) and h.state.name in role_names)),
+            key=lambda h: (h.order, h.seq),
+        )
         return [h for h in handles if h.order < 0], [h for h in handles if h.order >= 0]
+
+    def names_by_state(self, spec: Any) -> dict[str, list[str]]:
+        """Callback names per state of lifecycle ``spec``: by state name, and each role
+        callback under every state that declares its role."""
+        out: dict[str, list[str]] = {}
+        for handle in self._handles:
+            name = callable_name(handle.fn)
+            where = spec.with_role(handle.state.name) if isinstance(handle.state, Role) else (handle.state,)
+            for state in where:
+                out.setdefault(state, []).append(name)
+        return out
 
     def all(self) -> list[Handle]:
         """Every handle, in registration order."""
@@ -125,6 +222,53 @@ class Registry:
         for h in self._handles:
             h.count = 0
 
+    def counts(self) -> list[tuple[str, int]]:
+        """``(key, count)`` of every filtered handle, in registration order (for checkpoints)."""
+        return [(h.key, h.count) for h in self._handles if h.filtered]
+
+    def load_counts(self, saved: list[tuple[str, int]]) -> None:
+        """Restore :meth:`counts`: each filtered callback takes the count saved for the same
+        callback (same state or role, function and order). One that the checkpoint does not
+        know counts from 0, with a warning: it will not fire where it would have."""
+        import warnings
+
+        remaining = list(saved)
+        missing = []
+        for handle in (h for h in self._handles if h.filtered):
+            match = next((i for i, (key, _) in enumerate(remaining) if key == handle.key), None)
+            if match is None:
+                missing.append(handle.key)
+                continue
+            handle.count = int(remaining.pop(match)[1])
+        if missing:
+            warnings.warn(
+                f"filtered callbacks {missing} were not attached when the checkpoint was written; their "
+                f"every=/once= counters start at 0 in the resumed run", RuntimeWarning, stacklevel=3,
+            )
+
+
+def at(where: Where) -> Callable[[Fn], Fn]:
+    """Mark a bundle method to attach to ``where`` (a state name or a role), whatever its name.
+
+    Example::
+
+        class Report(Callback):
+            @at(EPOCH_END)
+            def report(self, trainer):
+                print(trainer.metrics())
+    """
+
+    def mark(fn: Fn) -> Fn:
+        fn.__statetrainer_at__ = where  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def attached_where(method: Any) -> Where | None:
+    """Where :func:`at` attached ``method`` (``None`` when it was not marked)."""
+    return getattr(method, "__statetrainer_at__", None)
+
 
 def _check_filters(every: int | None, once: int | None, when: object) -> None:
     if every is not None and once is not None:
@@ -134,6 +278,11 @@ def _check_filters(every: int | None, once: int | None, when: object) -> None:
             raise ValueError(f"{name} must be an int >= 1 (the N-th entry of the state), got {value!r}")
     if when is not None and not callable(when):
         raise TypeError(f"when must be a callable taking the trainer, got {when!r}")
+
+
+def check_signature(fn: object, nargs: int, state: str) -> None:
+    """Raise ``TypeError`` unless ``fn`` can be called with ``nargs`` positional arguments."""
+    _check_signature(fn, nargs, state)
 
 
 def _check_signature(fn: object, nargs: int, state: str) -> None:
@@ -148,21 +297,29 @@ def _check_signature(fn: object, nargs: int, state: str) -> None:
     except TypeError:
         args = "(trainer, error)" if nargs == 2 else "(trainer)"
         raise TypeError(
-            f"callback {_callable_name(fn)} for {state!r} cannot be called as fn{args}: "
+            f"callback {callable_name(fn)} for {state!r} cannot be called as fn{args}: "
             f"its signature is {sig}; give it exactly {nargs} positional parameter"
             f"{'s' if nargs > 1 else ''}"
         ) from None
 
 
-def _callable_name(fn: object) -> str:
+def callable_name(fn: object) -> str:
+    """A readable name for a callable (its qualified name, else its type's name)."""
     return getattr(fn, "__qualname__", None) or type(fn).__name__
 
 
 def check_hook_takes_item(trainer: object, hook: str) -> None:
-    """Raise ``TypeError`` naming ``hook`` unless it can be called with the batch item."""
+    """Raise ``TypeError`` naming ``hook`` unless it is callable with the batch item."""
     method = getattr(trainer, hook)
+    if not callable(method):
+        raise TypeError(
+            f"{type(trainer).__name__}.{hook} is {method!r}, not a method; define it as def {hook}(self, args)"
+        )
     try:
         sig = inspect.signature(method)
+    except (TypeError, ValueError):  # no signature available
+        return
+    try:
         sig.bind(None)
     except TypeError:
         shown = sig.replace(return_annotation=inspect.Signature.empty)
@@ -170,5 +327,3 @@ def check_hook_takes_item(trainer: object, hook: str) -> None:
             f"{type(trainer).__name__}.{hook}{shown} cannot take the batch item: "
             f"define it as def {hook}(self, args) (farabio passes the item as one argument)"
         ) from None
-    except ValueError:  # no signature available
-        return

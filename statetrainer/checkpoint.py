@@ -138,26 +138,27 @@ VERSION = 1
 CHECKPOINT_DIR = "checkpoints"
 
 
-def _generators(loader: Any) -> list[torch.Generator]:
-    """The torch Generators a DataLoader's shuffling draws from (deduplicated)."""
+def _generators(*loaders: Any) -> list[torch.Generator]:
+    """The torch Generators the loaders' shuffling draws from (deduplicated)."""
     found: list[torch.Generator] = []
-    batch_sampler = getattr(loader, "batch_sampler", None)
-    for obj in (loader, getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None)):
-        g = getattr(obj, "generator", None)
-        if isinstance(g, torch.Generator) and all(g is not x for x in found):
-            found.append(g)
+    for loader in loaders:
+        batch_sampler = getattr(loader, "batch_sampler", None)
+        for obj in (loader, getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None)):
+            g = getattr(obj, "generator", None)
+            if isinstance(g, torch.Generator) and all(g is not x for x in found):
+                found.append(g)
     return found
 
 
-def rng_state(loader: Any = None) -> dict[str, Any]:
-    """Python, numpy (when imported), torch CPU/CUDA and the loader's generator states."""
+def rng_state(*loaders: Any) -> dict[str, Any]:
+    """Python, numpy (when imported), torch CPU/CUDA and the loaders' generator states."""
     import random
     import sys
 
     state: dict[str, Any] = {
         "python": random.getstate(),
         "torch": torch.get_rng_state(),
-        "generators": [g.get_state() for g in _generators(loader)],
+        "generators": [g.get_state() for g in _generators(*loaders)],
     }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -168,7 +169,7 @@ def rng_state(loader: Any = None) -> dict[str, Any]:
     return state
 
 
-def set_rng_state(state: dict[str, Any], loader: Any = None) -> None:
+def set_rng_state(state: dict[str, Any], *loaders: Any) -> None:
     """Restore what :func:`rng_state` captured."""
     import random
     import sys
@@ -176,7 +177,7 @@ def set_rng_state(state: dict[str, Any], loader: Any = None) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     torch.set_rng_state(state["torch"])
-    for g, s in zip(_generators(loader), state.get("generators", [])):
+    for g, s in zip(_generators(*loaders), state.get("generators", [])):
         g.set_state(s)
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

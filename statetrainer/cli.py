@@ -240,14 +240,17 @@ def _train_phase(trainer: Any, resume: bool, run_dir: str) -> int:
         if model is not None and model.exists():
             load_state_dict(trainer.model, model)
         return 0
+    from statetrainer.custom import LifecycleTrainer
+
+    start = trainer.run if isinstance(trainer, LifecycleTrainer) else trainer.train
     if resume:
         from statetrainer.checkpoint import CHECKPOINT_DIR, checkpoint_files
 
         if not checkpoint_files(Path(run_dir) / CHECKPOINT_DIR):
             raise UsageError(f"--resume: {run_dir!r} has no checkpoint yet; start it again without --resume")
-        trainer.train(resume_from=run_dir)
+        start(resume_from=run_dir)
     else:
-        trainer.train()
+        start()
     if trainer.stopped_by_signal:
         print(f"stopped by signal {trainer.stopped_by_signal}; resume with --resume --run-dir {run_dir}",
               file=sys.stderr)
@@ -271,11 +274,13 @@ def _check_run_dir(run_dir: str, trainer_name: str) -> None:
 
 
 def _write_final_diagram(trainer: Any, run_dir: str) -> None:
-    from statetrainer import diagrams, lifecycles
+    from statetrainer import diagrams
+    from statetrainer._runtime import main_lifecycle
 
-    last = [e for e in trainer.trace if e.lifecycle == "train"]
+    spec = main_lifecycle(type(trainer))
+    last = [e for e in trainer.trace if e.lifecycle == spec.name]
     state = last[-1].state if last else None
-    dot = diagrams.to_dot(lifecycles.TRAIN, highlight=state)
+    dot = diagrams.to_dot(spec, highlight=state)
     Path(run_dir, "lifecycle.dot").write_text(dot)
     try:
         Path(run_dir, "lifecycle.svg").write_bytes(diagrams.render(dot, "svg"))
@@ -310,11 +315,7 @@ def _run(args: argparse.Namespace) -> int:
     config = AttrDict(settings["config"]["values"])
     trainer = cls(config, run_dir=run_dir, checkpoint_every=settings["config"]["checkpoint_every"])
     timer = _observe(trainer, args, run_dir)
-    from statetrainer.custom import LifecycleTrainer
-
-    if isinstance(trainer, LifecycleTrainer) and args.mode in ("train", "both"):
-        trainer.run()
-    elif args.mode in ("train", "both"):
+    if args.mode in ("train", "both"):
         code = _train_phase(trainer, args.resume, run_dir)
         if code:
             return code
@@ -350,6 +351,16 @@ def load_class(target: str) -> Any:
         return getattr(module, attr)
     except AttributeError:
         raise UsageError(f"{module_name!r} has no attribute {attr!r}") from None
+
+
+def _trace_lifecycles(target: str | None, trace: Path) -> dict[str, Any]:
+    """The lifecycles a trace is checked against: ``--trainer``'s, else those its run
+    directory recorded (``lifecycles.json``), else the built-ins."""
+    from statetrainer import inspect
+
+    if target is None and (trace.parent / inspect.LIFECYCLES_FILE).is_file():
+        return inspect.read_lifecycles(trace.parent)
+    return _trainer_lifecycles(target)
 
 
 def _trainer_lifecycles(target: str | None) -> dict[str, Any]:
@@ -400,10 +411,8 @@ def _callback_names(target: str | None, spec: Any) -> dict[str, list[str]]:
     except Exception as exc:
         raise UsageError(f"--callbacks: cannot build {target} with no arguments ({type(exc).__name__}: {exc}); "
                          f"give it defaults so its callbacks can be listed") from None
-    out: dict[str, list[str]] = {}
-    for handle in trainer._statetrainer.registry.all():
-        out.setdefault(handle.state, []).append(handle.name.removeprefix("callback "))
-    return out
+    names: dict[str, list[str]] = trainer._statetrainer.registry.names_by_state(spec)
+    return names
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -442,7 +451,7 @@ def _verify_trace(args: argparse.Namespace) -> int:
             rows.append(json.loads(line))
         except ValueError:
             raise UsageError(f"{args.trace}:{number} is not a JSON line") from None
-    problem = check_trace(rows, _trainer_lifecycles(args.trainer))
+    problem = check_trace(rows, _trace_lifecycles(args.trainer, path))
     if problem:
         print(f"trace is NOT a path through the machine: {problem}")
         return 1
@@ -467,9 +476,10 @@ def _inspect(args: argparse.Namespace) -> int:
         time.sleep(args.interval)
         data = inspect.read_status(args.run_dir)
     if args.diagram:
-        from statetrainer import diagrams, lifecycles
+        from statetrainer import diagrams
 
-        spec = lifecycles.BUILTIN.get(data.get("lifecycle") or "train", lifecycles.TRAIN)
+        specs = inspect.read_lifecycles(args.run_dir)
+        spec = specs.get(data.get("lifecycle") or "") or next(iter(specs.values()))
         state = data.get("state") if data.get("state") in spec.state_names else None
         recent = data.get("recent") or []
         last = tuple(recent[-2:]) if len(recent) >= 2 else None

@@ -1,11 +1,13 @@
 """Run your own lifecycle: declare a :class:`~statetrainer.Lifecycle`, subclass, write hooks.
 
-A :class:`LifecycleTrainer` runs ``lifecycle`` with the same driver as the built-ins:
-on entry to a state it calls the method of the same name (if any, with no argument),
-then the callbacks attached to that state; a guard named ``g`` is the method ``g(self)``
-returning a bool. Callbacks, control (``stop``, ``stop_epoch``, ``skip_batch``), errors
-that say where, the trace, diagrams and ``verify`` all work as for ``ConvnetTrainer``.
-It keeps farabio's construction order (``init_attr``, loaders, ``build_model``).
+A :class:`LifecycleTrainer` runs ``lifecycle`` with the same driver and runtime as the
+built-ins: on entry to a state it calls the method of the same name (with the feed's
+item when the state declares ``item=``), then the callbacks attached to that state or to
+its roles; a guard is answered by its ``predicate``, else by the method of its name.
+Declare the roles (:mod:`statetrainer.roles`) and every feature follows: epochs and
+per-epoch metrics, built-in callbacks, periodic and epoch checkpoints, exact resume
+(``run(resume_from=...)``), signals, ``inspect`` with its own diagram. It keeps farabio's
+construction order (``init_attr``, loaders, ``build_model``).
 
 Example::
 
@@ -23,13 +25,14 @@ Example::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from statetrainer import lifecycles as builtin
-from statetrainer._errors import ConfigurationError
-from statetrainer._feeds import Feed, lookahead
-from statetrainer.spec import Lifecycle
+from statetrainer._errors import ConfigurationError, SpecError
+from statetrainer._feeds import FeedState, lookahead
+from statetrainer.spec import Feed, Lifecycle
 from statetrainer.trainer import ConvnetTrainer
 
 
@@ -52,13 +55,14 @@ class ItemLoop:
 
     def __init__(self) -> None:
         self.items: Any = None
-        self._feed = Feed("items", "items", "call start(iterable) in the state where the loop begins")
+        self._feed = FeedState(Feed("items", guard="has_next", iterable="items"),
+                               hint="call start(iterable) in the state where the loop begins")
         self.has_next = lookahead(self, self._feed)
 
     def start(self, iterable: Iterable[Any]) -> None:
         """Begin a new pass over ``iterable``."""
         self.items = iterable
-        self._feed.reset()
+        self._feed.close()
 
     def take(self) -> Any:
         """The item ``has_next()`` fetched (call ``has_next()`` first)."""
@@ -80,25 +84,37 @@ class LifecycleTrainer(ConvnetTrainer):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         spec = cls.__dict__.get("lifecycle")
-        if spec is not None and not isinstance(spec, Lifecycle):
+        if spec is None:
+            return
+        if not isinstance(spec, Lifecycle):
             raise TypeError(f"{cls.__name__}.lifecycle must be a statetrainer.Lifecycle, got {spec!r}")
+        from statetrainer._run import reserved_state_problems
+
+        problems = reserved_state_problems(cls, spec)
+        if problems:
+            raise SpecError(spec.name, problems)
 
     @classmethod
     def lifecycles(cls) -> dict[str, Lifecycle]:
-        """The built-in lifecycles plus ``lifecycle`` under its own name."""
+        """``lifecycle`` under its own name (the main one), then the built-in lifecycles."""
         spec = getattr(cls, "lifecycle", None)
         if spec is None:
             return dict(builtin.BUILTIN)
-        return {**builtin.BUILTIN, spec.name: spec}
+        return {spec.name: spec, **{k: v for k, v in builtin.BUILTIN.items() if k != spec.name}}
 
-    def run(self, name: str | None = None) -> None:
-        """Run ``lifecycle`` (or the lifecycle called ``name``) from its initial state."""
-        if self._statetrainer.running:
-            raise ConfigurationError("run() was called while a run is active")
+    def run(self, name: str | None = None, resume_from: str | os.PathLike[str] | None = None) -> None:
+        """Run ``lifecycle`` (or the lifecycle called ``name``) from its initial state.
+
+        ``resume_from`` is a checkpoint file or a run directory, as for ``train()``.
+        """
         spec = getattr(type(self), "lifecycle", None)
         if name is None and spec is None:
             raise ConfigurationError(f"{type(self).__name__} has no lifecycle: set the class attribute")
         target = name or spec.name  # type: ignore[union-attr]
         if target not in self.lifecycles():
-            builtin.get(target)  # raises with suggestions
-        self._run_top(target)
+            from statetrainer._errors import UnknownStateError
+
+            raise UnknownStateError(target, self.lifecycles(), what="lifecycle")
+        from statetrainer import _run
+
+        _run.start(self, target, resume_from)

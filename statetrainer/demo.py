@@ -32,9 +32,6 @@ def load_digits() -> tuple[torch.Tensor, torch.Tensor]:
 class DigitsTrainer(ConvnetTrainer):
     """Train/valid/test split, per-epoch table, best-model checkpoint, test accuracy."""
 
-    # set in hooks and read later in the epoch: kept by checkpoints for a mid-epoch resume
-    checkpoint_attrs = ("_epoch_started",)
-
     def define_data_attr(self) -> None:
         self._batch_size = int(self.config.get("batch_size", 32))
         self._seed = int(self.config.get("seed", 0))

@@ -9,20 +9,23 @@ Semantics (pinned in docs and tests):
   transition, never in the middle of a state's calls.
 * **Choice**: the first out-edge whose guards all hold is taken. While no control request
   is pending the driver only looks at the non-control edges (same result, less work).
-* **Failure**: an exception in a call or guard leaves the machine in that state; it is
-  wrapped in :class:`~statetrainer.TrainerRunError` saying where, chained to the original.
+* **Boundary**: after a state's calls and before the next edge is chosen, queued boundary
+  requests (checkpoints, signal stops) are served — at depth 0 of a whole-lifecycle run
+  only; see :class:`Control` for their order.
+* **Failure**: an exception in a call, guard, boundary request or observer leaves the
+  machine in that state; it is wrapped in :class:`~statetrainer.TrainerRunError` saying
+  where (which call), chained to the original.
 
 Torch-free.
 """
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from statetrainer._errors import TrainerRunError
-from statetrainer.machine import CompiledMachine
+from statetrainer.machine import CompiledEdge, CompiledMachine
 from statetrainer.spec import Edge
 
 Call = Callable[[], Any]
@@ -61,12 +64,37 @@ class Position:
         return self.names[self.previous] if self.previous >= 0 else None
 
 
-class Control:
-    """Pending control requests; ``pending`` is true while any is set."""
+class Request(NamedTuple):
+    """A request served at a state boundary: a checkpoint, or a stop after a signal.
 
-    __slots__ = ("stop", "epoch_stop", "skip", "pending", "stop_reason", "boundary")
+    ``path`` is an explicit checkpoint file (``None``: the run directory's next automatic
+    checkpoint); ``signum`` the signal of a signal stop.
+    """
+
+    kind: str
+    path: str | None = None
+    signum: int | None = None
+
+
+class Control:
+    """Pending control requests, kept as data so none overwrites another.
+
+    * ``stop`` (with ``stop_reason``), ``epoch_stop``, ``skip``: steer the next transition
+      through the lifecycle's control edges; ``stop`` stays until the run ends.
+    * ``requests``: boundary requests (checkpoints, signal stops), served after a state's
+      calls and before the next edge is chosen, in this order: every checkpoint request
+      that can be served here (explicit paths each to their file, automatic ones together
+      into one run-directory file), then the signal stops (they become ``stop``), then the
+      next edge with priority stop > stop_epoch > skip (the lifecycle's edge order).
+      A request that needs a resumable state waits for the next one.
+
+    ``pending`` is true while any of them is set: the driver takes its fast path otherwise.
+    """
+
+    __slots__ = ("stop", "epoch_stop", "skip", "pending", "stop_reason", "requests")
 
     def __init__(self) -> None:
+        self.requests: list[Request] = []
         self.clear()
 
     def clear(self) -> None:
@@ -74,23 +102,26 @@ class Control:
         self.stop = False
         self.epoch_stop = False
         self.skip = False
-        self.pending = False
         self.stop_reason: str | None = None
-        # Called once with the state index after the state's calls, before the next edge
-        # is chosen (checkpoints are written here, never in the middle of a state).
-        self.boundary: Callable[[int], None] | None = None
-
-    def at_boundary(self, fn: Callable[[int], None]) -> None:
-        """Run ``fn(state)`` at the next state boundary."""
-        self.boundary = fn
-        self.pending = True
+        self.requests = []
+        self.pending = False
 
     def request(self, what: str, reason: str | None = None) -> None:
         """Set one request: ``stop``, ``epoch_stop`` or ``skip``."""
         setattr(self, what, True)
-        if what == "stop":
+        if what == "stop" and self.stop_reason is None:
             self.stop_reason = reason
         self.pending = True
+
+    def add(self, request: Request) -> None:
+        """Queue a boundary request (safe from a signal handler: one list append)."""
+        self.requests.append(request)
+        self.pending = True
+
+    def take_requests(self) -> list[Request]:
+        """The queued boundary requests, leaving the queue empty."""
+        taken, self.requests = self.requests, []
+        return taken
 
     def settle(self, edge: Edge | None) -> None:
         """After a transition: a taken request is consumed, an inapplicable one dropped.
@@ -99,7 +130,7 @@ class Control:
         """
         self.epoch_stop = False
         self.skip = False
-        self.pending = self.stop or self.boundary is not None
+        self.pending = self.stop or bool(self.requests)
 
 
 class TraceEntry(NamedTuple):
@@ -107,7 +138,9 @@ class TraceEntry(NamedTuple):
 
     ``batch`` is ``None`` outside a batch loop; ``depth`` is above 0 inside a compound hook
     called directly (``self.evaluate_epoch()`` from a hook) or via ``super()`` from an
-    override; ``note`` is ``"resume"`` on the entry a resumed run starts with.
+    override; ``note`` is ``"resume"`` on the entry a resumed run starts with; ``edge`` is
+    the index in ``lifecycle.edges`` of the edge taken into this state (``None`` for the
+    state a run, a nested run or a resume starts in).
     """
 
     seq: int
@@ -117,24 +150,30 @@ class TraceEntry(NamedTuple):
     batch: int | None
     depth: int
     note: str | None = None
+    edge: int | None = None
+
+
+#: A trace code packs the state index (low 16 bits) and the taken edge's index + 1.
+EDGE_SHIFT = 16
+STATE_MASK = (1 << EDGE_SHIFT) - 1
 
 
 class Trace:
     """A bounded record of state entries: constant memory however long the run.
 
-    Stored as four preallocated integer rings (state, epoch, batch, depth and lifecycle):
-    recording an entry allocates nothing, and a 10,000-entry trace is 320 KB.
+    Stored as four preallocated rings (code = state and edge taken, epoch, batch, and
+    depth with the lifecycle key): recording an entry allocates nothing — every value
+    stored is an object that already exists — and a 10,000-entry trace is 320 KB.
     """
 
     def __init__(self, maxlen: int = 10_000) -> None:
-        if not isinstance(maxlen, int) or maxlen < 1:
+        if not isinstance(maxlen, int) or isinstance(maxlen, bool) or maxlen < 1:
             raise ValueError(f"trace_size must be an int >= 1, got {maxlen!r}")
         self.maxlen = maxlen
-        zeros = bytes(8 * maxlen)
-        self._state = array("q", zeros)
-        self._epoch = array("q", zeros)
-        self._batch = array("q", zeros)
-        self._meta = array("q", zeros)  # depth << 16 | lifecycle key id
+        self._code: list[int] = [0] * maxlen
+        self._epoch: list[int] = [0] * maxlen
+        self._batch: list[int] = [0] * maxlen
+        self._meta: list[int] = [0] * maxlen  # depth << 16 | lifecycle key id
         self._keys: list[tuple[str, ...]] = []
         self._key_ids: dict[tuple[str, ...], int] = {}
         self._notes: dict[int, str] = {}
@@ -155,11 +194,11 @@ class Trace:
         return kid
 
     def record(self, key: tuple[str, ...], state: int, epoch: int | None, batch: int,
-               depth: int, note: str | None = None) -> None:
+               depth: int, note: str | None = None, edge: int = -1) -> None:
         """Record one entry (the driver's loop writes the rings directly instead)."""
         seq = self.total
         i = seq % self.maxlen
-        self._state[i] = state
+        self._code[i] = ((edge + 1) << EDGE_SHIFT) | state
         self._epoch[i] = -1 if epoch is None else epoch
         self._batch[i] = batch
         self._meta[i] = (depth << 16) | self.key_id(key)
@@ -173,11 +212,13 @@ class Trace:
 
     def _entry(self, seq: int) -> TraceEntry:
         i = seq % self.maxlen
-        meta = self._meta[i]
+        meta, code = self._meta[i], self._code[i]
         key = self._keys[meta & 0xFFFF]
         epoch, batch = self._epoch[i], self._batch[i]
-        return TraceEntry(seq, key[-1], key[self._state[i]], None if epoch < 0 else epoch,
-                          None if batch < 0 else batch, meta >> 16, self._notes.get(seq))
+        edge = (code >> EDGE_SHIFT) - 1
+        return TraceEntry(seq, key[-1], key[code & STATE_MASK], None if epoch < 0 else epoch,
+                          None if batch < 0 else batch, meta >> 16, self._notes.get(seq),
+                          None if edge < 0 else edge)
 
     def entries(self) -> list[TraceEntry]:
         """The kept entries, oldest first, as :class:`TraceEntry` values."""
@@ -196,7 +237,7 @@ class Trace:
         counts: dict[str, int] = {}
         for seq in range(self.total - len(self), self.total):
             i = seq % self.maxlen
-            name = self._keys[self._meta[i] & 0xFFFF][self._state[i]]
+            name = self._keys[self._meta[i] & 0xFFFF][self._code[i] & STATE_MASK]
             counts[name] = counts.get(name, 0) + 1
         return counts
 
@@ -206,7 +247,12 @@ class Trace:
 
 
 class Program:
-    """A compiled machine bound to one trainer: the calls of each state and guard checks."""
+    """A compiled machine bound to one trainer: the calls of each state and guard checks.
+
+    ``cut(row)`` marks edges that end the run (a scoped pass through one compound state's
+    body returns instead of taking them); ``serve`` says whether boundary requests may be
+    served at its states (only a whole lifecycle run at depth 0 can be resumed).
+    """
 
     def __init__(
         self,
@@ -214,20 +260,33 @@ class Program:
         calls: Sequence[tuple[Call, ...]],
         guards: Sequence[Check],
         call_names: dict[int, str],
+        *,
+        serve: bool = True,
+        cut: Callable[[int, CompiledEdge], bool] | None = None,
     ) -> None:
         self.table = table
         self.lifecycle = table.lifecycle.name
-        self.calls = tuple(calls)
+        # A list, so callbacks attached during a run can be swapped in from the next state on.
+        self.calls = list(calls)
         self.call_names = call_names
         self.names = table.names
+        self.serve = serve
         # The trace stores this tuple: state names plus the lifecycle name last.
         self.trace_key = (*table.names, self.lifecycle)
+
+        def target(source: int, row: CompiledEdge) -> int:
+            return -1 if cut is not None and cut(source, row) else row.target
+
+        def code(row: CompiledEdge) -> int:
+            return ((row.position + 1) << EDGE_SHIFT) | row.target
+
         self.fast = tuple(
-            tuple((_compose(r.guards, guards), r.target) for r in rows) for rows in table.normal
+            tuple((_compose(r.guards, guards), target(s, r), code(r)) for r in rows)
+            for s, rows in enumerate(table.normal)
         )
         self.full = tuple(
-            tuple((_compose(r.guards, guards), r.target, r.edge) for r in rows)
-            for rows in table.edges
+            tuple((_compose(r.guards, guards), target(s, r), code(r), r.edge) for r in rows)
+            for s, rows in enumerate(table.edges)
         )
 
 
@@ -242,7 +301,11 @@ def _compose(ids: tuple[int, ...], guards: Sequence[Check]) -> Check | None:
 
 
 class Driver:
-    """Runs :class:`Program` values; owns the live position, control flags and trace."""
+    """Runs :class:`Program` values; owns the live position, control requests and trace.
+
+    ``serve(program, state)``, set by the runtime, serves the boundary requests after a
+    state's calls.
+    """
 
     def __init__(self, trace_size: int = 10_000) -> None:
         self.position = Position()
@@ -251,48 +314,70 @@ class Driver:
         self.observers: list[Callable[[str, str], None]] = []
         self.recent_size = 8
         self.rank: int | None = None  # named in errors under data parallel
+        self.serve: Callable[[Program, int], None] | None = None
+        self._observer: Any = None  # the observer being notified (named in errors)
+        #: Entries per state since the run started, by trace key (a snapshot is O(states)).
+        self.visits: dict[tuple[str, ...], list[int]] = {}
 
-    def run(
-        self,
-        program: Program,
-        start: int,
-        *,
-        return_after: int = -1,
-        body: frozenset[int] | None = None,
-        resume: bool = False,
-    ) -> int:
+    def reset_visits(self) -> None:
+        """Restart the per-state entry counts (a new run)."""
+        self.visits = {}
+
+    def state_visits(self) -> dict[str, int]:
+        """Entries per state name since the run started, over every lifecycle it ran."""
+        out: dict[str, int] = {}
+        for key, counts in list(self.visits.items()):
+            for name, n in zip(key, counts):
+                if n:
+                    out[name] = out.get(name, 0) + n
+        return out
+
+    def run(self, program: Program, start: int, *, resume: bool = False) -> int:
         """Advance ``program`` from state ``start``; return the last state entered.
 
-        Stops at a final state, after ``return_after``'s calls, or rather than enter a
-        state outside ``body``. With ``resume`` the machine is already in ``start`` (its
-        calls ran before a checkpoint): the trace records one ``resume`` entry and the
-        driver goes straight to choosing the next edge.
+        Stops at a final state, or rather than take an edge the program cuts. With
+        ``resume`` the machine is already in ``start`` (its calls ran before a checkpoint):
+        the trace records one ``resume`` entry and the driver goes straight to choosing
+        the next edge. A nested run (depth > 0) restores the caller's position when it
+        returns; after a failure the position stays where the failure happened.
         """
         pos = self.position
         saved = (pos.lifecycle, pos.names, pos.state, pos.previous)
         pos.lifecycle, pos.names = program.lifecycle, program.names
-        s = start
-        try:
-            if resume:
-                pos.previous, pos.state = pos.state, s
-                self.trace.record(program.trace_key, s, pos.epoch, pos.batch, pos.depth, "resume")
-                s = self._choose(program, s, body)
-                if s < 0:
-                    return pos.state
-            return self._loop(program, s, return_after, body)
-        finally:
-            if pos.depth > 0:
-                pos.lifecycle, pos.names = saved[0], saved[1]
-                pos.state, pos.previous = saved[2], saved[3]
+        last = self._resume(program, start) if resume else self._loop(program, start, start)
+        if pos.depth > 0:
+            pos.lifecycle, pos.names = saved[0], saved[1]
+            pos.state, pos.previous = saved[2], saved[3]
+        return last
 
-    def _loop(self, program: Program, s: int, return_after: int, body: frozenset[int] | None) -> int:
+    def _resume(self, program: Program, s: int) -> int:
+        pos = self.position
+        pos.previous, pos.state = pos.state, s
+        self.trace.record(program.trace_key, s, pos.epoch, pos.batch, pos.depth, "resume")
+        try:
+            for check, target, code, edge in program.full[s]:  # noqa: B007 - read after break
+                if check is None or check():
+                    self.control.settle(edge)
+                    break
+            else:
+                return s
+        except Exception as exc:
+            raise self._error(program, s, "guard of the next transition", exc) from exc
+        if target < 0:
+            return s
+        return self._loop(program, target, code)
+
+    def _loop(self, program: Program, s: int, code: int) -> int:
         pos, ctl, trace = self.position, self.control, self.trace
         calls, fast, full, observers = program.calls, program.fast, program.full, self.observers
-        rings = (trace._state, trace._epoch, trace._batch, trace._meta)
-        st, ep, ba, me = rings
+        cd, ep, ba, me = trace._code, trace._epoch, trace._batch, trace._meta
         size = trace.maxlen
         meta = (pos.depth << 16) | trace.key_id(program.trace_key)
-        fn: Call | None = None
+        visits = self.visits.get(program.trace_key)
+        if visits is None:
+            visits = self.visits[program.trace_key] = [0] * len(program.names)
+        serves = program.serve and pos.depth == 0 and self.serve is not None
+        fn: Any = None
         phase = 0
         try:
             while True:
@@ -300,67 +385,57 @@ class Driver:
                 pos.state = s
                 seq = trace.total
                 i = seq % size
-                st[i] = s
+                cd[i] = code
                 epoch = pos.epoch
                 ep[i] = -1 if epoch is None else epoch
                 ba[i] = pos.batch
                 me[i] = meta
                 trace.total = seq + 1
+                visits[s] += 1
                 phase = 0
                 for fn in calls[s]:
                     fn()
-                if s == return_after:
-                    return s
                 phase = 1
                 if ctl.pending:
-                    if ctl.boundary is not None and body is None and return_after < 0:
-                        boundary, ctl.boundary = ctl.boundary, None
-                        phase = 0
-                        fn = boundary  # type: ignore[assignment]
-                        boundary(s)
+                    if serves and ctl.requests:
+                        phase = 2
+                        self.serve(program, s)  # type: ignore[misc]
                         phase = 1
-                    for check, target, edge in full[s]:  # noqa: B007 - read after break
+                    for check, target, code, edge in full[s]:  # noqa: B007 - read after break
                         if check is None or check():
                             break
                     else:
-                        return s
-                    if body is not None and target not in body:
                         return s
                     ctl.settle(edge)
                 else:
-                    for check, target in fast[s]:  # noqa: B007 - read after break
+                    for check, target, code in fast[s]:  # noqa: B007 - read after break
                         if check is None or check():
                             break
                     else:
                         return s
-                    if body is not None and target not in body:
-                        return s
+                if target < 0:
+                    return s
                 if observers:
+                    phase = 3
                     self._notify(program, s, target)
                 s = target
         except TrainerRunError:
             raise
         except Exception as exc:
-            where = "guard of the next transition" if phase else program.call_names.get(
-                id(fn), getattr(fn, "__qualname__", repr(fn))
-            )
-            raise self._error(program, s, where, exc) from exc
+            raise self._error(program, s, self._blame(program, phase, fn), exc) from exc
 
-    def _choose(self, program: Program, s: int, body: frozenset[int] | None) -> int:
-        """The target of the first applicable edge out of ``s`` (-1: none, or outside ``body``)."""
-        try:
-            for check, target, edge in program.full[s]:
-                if check is None or check():
-                    if body is not None and target not in body:
-                        return -1
-                    self.control.settle(edge)
-                    return target
-        except Exception as exc:
-            raise self._error(program, s, "guard of the next transition", exc) from exc
-        return -1
+    def _blame(self, program: Program, phase: int, fn: Any) -> str:
+        if phase == 0:
+            return program.call_names.get(id(fn), getattr(fn, "__qualname__", repr(fn)))
+        if phase == 2:
+            return "statetrainer boundary requests (checkpoint or signal stop)"
+        if phase == 3:
+            return f"observer {getattr(self._observer, '__qualname__', repr(self._observer))}"
+        return "guard of the next transition"
 
     def _notify(self, program: Program, source: int, target: int) -> None:
         for observe in tuple(self.observers):
+            self._observer = observe
             observe(program.names[source], program.names[target])
 
     def recent(self) -> list[str]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -61,13 +63,17 @@ class Snapshot:
 
 
 def snapshot(trainer: Any) -> Snapshot:
-    """A frozen :class:`Snapshot` of ``trainer`` now."""
+    """A frozen :class:`Snapshot` of ``trainer`` now (O(states): safe to take often)."""
     rt = trainer._statetrainer
     pos = rt.driver.position
-    visits = rt.driver.trace.state_counts()
-    spec = trainer.lifecycles().get(pos.lifecycle or "")
+    spec = rt.spec if rt.spec is not None and rt.spec.name == pos.lifecycle else None
+    if spec is None and pos.lifecycle is not None:
+        spec = type(trainer).lifecycles().get(pos.lifecycle)
     state = pos.state_name
-    enclosing = spec.enclosing(state) if spec is not None and state is not None else ()
+    enclosing = spec.enclosing(state) if spec is not None and state in spec.state_names else ()
+    epochs = rt.spec.epochs.total if rt.spec is not None and rt.spec.with_role("epoch_start") else None
+    step_feed = rt.step_feed
+    source = getattr(trainer, step_feed.spec.loader, None) if step_feed is not None and step_feed.spec.loader else None
     timers = [b for b in rt.bundles if type(b).__name__ == "StateTimer"]
     return Snapshot(
         lifecycle=pos.lifecycle,
@@ -75,17 +81,17 @@ def snapshot(trainer: Any) -> Snapshot:
         enclosing=enclosing,
         previous=pos.previous_name,
         epoch=pos.epoch,
-        num_epochs=getattr(trainer, "_num_epochs", None),
+        num_epochs=getattr(trainer, epochs, None) if epochs else None,
         batch=None if pos.batch < 0 else pos.batch,
-        batches=_length(getattr(trainer, "train_loader", None)),
+        batches=_length(source),
         global_step=pos.global_step,
         status=pos.status,
         depth=pos.depth,
         metrics=rt.metrics.last,
         elapsed=round(time.monotonic() - rt.started, 3) if rt.started else 0.0,
         transitions=rt.driver.trace.total,
-        visits=visits,
-        seconds={k: round(v, 6) for k, v in timers[0].seconds.items()} if timers else {},
+        visits=rt.driver.state_visits(),
+        seconds={k: round(v, 6) for k, v in dict(timers[0].seconds).items()} if timers else {},
     )
 
 
@@ -97,50 +103,84 @@ def _length(obj: Any) -> int | None:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` via a temp file and rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write ``data`` as JSON to ``path`` via a temp file and rename (safe from several threads)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(data, indent=1, default=str))
     os.replace(tmp, path)
 
 
 class RunRecorder:
-    """Keeps a run directory up to date; attached by the trainer when it has a ``run_dir``."""
+    """Keeps a run directory up to date while a run is active.
+
+    ``lifecycles.json`` is written when a run starts; ``status.json`` at the start, at
+    each epoch's close, at the end, and in between by a sampler thread that reads the live
+    position every ``min_interval`` seconds (so it shows where the run really is — a long
+    ``training_step``, an evaluation — at no cost per batch); ``trace.jsonl`` is appended
+    at epoch closes and at the end.
+    """
 
     def __init__(self, trainer: Any, folder: str | os.PathLike[str], min_interval: float = 0.5) -> None:
         self.trainer = trainer
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.min_interval = min_interval
-        self._last_write = 0.0
         self._written = 0  # trace entries already in trace.jsonl (by sequence number)
         self._lines = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last: tuple[Any, ...] = ()
+
+    def start(self) -> None:
+        """A run starts: write the lifecycles and the status, start sampling the position."""
+        write_json_atomic(self.folder / LIFECYCLES_FILE, lifecycles_data(self.trainer))
+        self.write()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._sample, name="statetrainer-status", daemon=True)
+        self._thread.start()
+
+    def stop(self, error: BaseException | None = None) -> None:
+        """The run ended: stop sampling, write the final status (with the error) and trace."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.write(error)
+
+    def _sample(self) -> None:
+        pos = self.trainer._statetrainer.driver.position
+        while not self._stop.wait(max(self.min_interval, 0.01)):
+            now = (pos.state, pos.lifecycle, pos.batch, pos.epoch, pos.status, pos.global_step)
+            if now != self._last:
+                try:
+                    self.write(trace=False)
+                except OSError:  # a full disk must not kill the run from this thread
+                    pass
 
     def write(self, error: BaseException | None = None, trace: bool = True) -> None:
-        """Replace ``status.json`` (and, at boundaries, ``trace.jsonl``) now."""
-        snap = snapshot(self.trainer).to_json()
-        snap["format"] = FORMAT
-        snap["trainer"] = f"{type(self.trainer).__module__}:{type(self.trainer).__qualname__}"
-        snap["pid"] = os.getpid()
-        snap["updated"] = time.time()
-        snap["recent"] = [e.state for e in self.trainer.trace.tail(8)]
-        if error is not None:
-            snap["error"] = {
-                "message": str(error),
-                "state": getattr(error, "state", None),
-                "callback": getattr(error, "callback", None),
-                "epoch": getattr(error, "epoch", None),
-                "batch": getattr(error, "batch", None),
-                "traceback": "".join(traceback.format_exception(error)),
-            }
-        write_json_atomic(self.folder / STATUS_FILE, snap)
-        if trace:
-            self._write_trace()
-        self._last_write = time.monotonic()
-
-    def maybe_write(self) -> None:
-        """Write unless the last write was less than ``min_interval`` seconds ago."""
-        if time.monotonic() - self._last_write >= self.min_interval:
-            self.write(trace=False)
+        """Replace ``status.json`` (and, unless ``trace`` is false, append to ``trace.jsonl``) now."""
+        with self._lock:
+            pos = self.trainer._statetrainer.driver.position
+            self._last = (pos.state, pos.lifecycle, pos.batch, pos.epoch, pos.status, pos.global_step)
+            snap = snapshot(self.trainer).to_json()
+            snap["format"] = FORMAT
+            snap["trainer"] = f"{type(self.trainer).__module__}:{type(self.trainer).__qualname__}"
+            snap["pid"] = os.getpid()
+            snap["host"] = socket.gethostname()
+            snap["updated"] = time.time()
+            tail = self.trainer.trace.tail(8)
+            snap["recent"] = [e.state for e in tail]
+            snap["recent_edges"] = [e.edge for e in tail]
+            rt = self.trainer._statetrainer
+            snap["metrics_history"] = [dict(h) for h in rt.metrics.history]
+            snap["stop_reason"] = rt.driver.control.stop_reason or rt.stop_reason if pos.status in (
+                "stopping", "stopped") else None
+            snap.update(_ranks())
+            if error is not None:
+                snap["error"] = _error_fields(error)
+            write_json_atomic(self.folder / STATUS_FILE, snap)
+            if trace:
+                self._write_trace()
 
     def _write_trace(self) -> None:
         """Append the entries recorded since the last write; rotate past 2x the trace size.
@@ -167,13 +207,73 @@ class RunRecorder:
         self._written = trace.total
 
 
+def _ranks() -> dict[str, int]:
+    """``rank`` and ``world_size`` under data parallel (empty otherwise; torch is not imported here)."""
+    import sys
+
+    if "torch.distributed" not in sys.modules:
+        return {}
+    from statetrainer import parallel
+
+    return {"rank": parallel.rank(), "world_size": parallel.world_size()} if parallel.distributed() else {}
+
+
+def _error_fields(error: BaseException) -> dict[str, Any]:
+    return {
+        "message": str(error),
+        "state": getattr(error, "state", None),
+        "callback": getattr(error, "callback", None),
+        "epoch": getattr(error, "epoch", None),
+        "batch": getattr(error, "batch", None),
+        "traceback": "".join(traceback.format_exception(error)),
+    }
+
+
+def dump_debug(trainer: Any) -> str:
+    """The snapshot and every thread's Python stack, as text; logged (``debug_dump``) and
+    appended to ``RUN_DIR/dumps.txt`` when the trainer has a run directory."""
+    import sys
+
+    snap = snapshot(trainer)
+    lines = [f"statetrainer debug dump: {snap}"]
+    for ident, frame in sys._current_frames().items():
+        lines.append(f"--- Thread {ident} ---")
+        lines.extend(line.rstrip() for line in traceback.format_stack(frame))
+    text = "\n".join(lines) + "\n"
+    rt = trainer._statetrainer
+    rt.log.warning("debug_dump", state=snap.state, epoch=snap.epoch, batch=snap.batch, dump=text)
+    if rt.settings.run_dir is not None:
+        with (Path(rt.settings.run_dir) / "dumps.txt").open("a") as handle:
+            handle.write(text)
+    return text
+
+
+def breakpoint_callback(where: Any, debugger: Any = None) -> Any:
+    """The callback ``break_on`` attaches: ``debugger(trainer)``, else pdb in the caller's frame."""
+
+    def breakpoint_(trainer: Any) -> None:
+        if debugger is not None:
+            debugger(trainer)
+            return
+        import pdb
+        import sys
+
+        pdb.Pdb().set_trace(sys._getframe(1))
+
+    breakpoint_.__qualname__ = f"break_on({str(where)!r})"
+    return breakpoint_
+
+
 def lifecycles_data(trainer: Any) -> dict[str, Any]:
     """What ``lifecycles.json`` holds: every lifecycle of ``trainer``'s class, as spec data."""
     cls = type(trainer)
+    registry = trainer._statetrainer.registry
+    specs = cls.lifecycles()
     return {
         "format": LIFECYCLES_FORMAT,
         "trainer": f"{cls.__module__}:{cls.__qualname__}",
-        "lifecycles": {name: spec.to_dict() for name, spec in cls.lifecycles().items()},
+        "lifecycles": {name: spec.to_dict() for name, spec in specs.items()},
+        "callbacks": {name: registry.names_by_state(spec) for name, spec in specs.items()},
     }
 
 

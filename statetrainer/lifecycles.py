@@ -34,7 +34,7 @@ from typing import Any
 import attrs
 
 from statetrainer._errors import ConfigurationError
-from statetrainer.spec import EpochCounter, Feed, Guard, Lifecycle, State, Edge
+from statetrainer.spec import Edge, EpochCounter, Feed, Guard, Lifecycle, State
 
 STOP = "stop requested (stop(), stop_train(), exit_trainer() or a signal): end gracefully"
 STOP_EPOCH = "stop_epoch() requested: the rest of this epoch's batches are skipped"
@@ -282,7 +282,7 @@ def _train(
         State(_TRAIN_END, 2, roles=RESUMABLE),
         State("train_epoch", 3, compound=True),
         State("on_train_epoch_start", 4, roles={"epoch_start", "resumable"}, opens="train"),
-        State("train_batch", 4, compound=True),
+        State("train_batch", 4, compound=True, item="train"),
         State(_EPOCH_END, 4, roles=RESUMABLE, closes="train"),
         _EVALUATE_COMPOUND,
         State("on_epoch_end", 4, roles={"epoch_end", "resumable"}),

@@ -23,11 +23,13 @@ TRIGGER = "advance"
 
 
 class CompiledEdge(NamedTuple):
-    """One row of the dispatch table: guard indices (all must hold), target index, spec edge."""
+    """One row of the dispatch table: guard indices (all must hold), target index, spec edge,
+    and the edge's index in ``lifecycle.edges`` (the trace records which edge was taken)."""
 
     guards: tuple[int, ...]
     target: int
     edge: Edge
+    position: int
 
 
 @attrs.frozen
@@ -124,6 +126,7 @@ def compile_machine(spec: Lifecycle) -> CompiledMachine:
     gindex = {g: i for i, g in enumerate(guards)}
     event = machine.events[TRIGGER]
     control = {gindex[g] for g in CONTROL_GUARDS}
+    position = {id(e): i for i, e in enumerate(spec.edges)}
     rows_by_state: list[tuple[CompiledEdge, ...]] = []
     for name in names:
         declared = spec.out_edges(name)
@@ -133,7 +136,7 @@ def compile_machine(spec: Lifecycle) -> CompiledMachine:
             if transition.dest != edge.target:  # pragma: no cover - transitions keeps order
                 raise AssertionError(f"transitions reordered the edges of {name!r}")
             conds = tuple(gindex[c.func] for c in transition.conditions if c.target)
-            rows.append(CompiledEdge(conds, index[transition.dest], edge))
+            rows.append(CompiledEdge(conds, index[transition.dest], edge, position[id(edge)]))
         rows_by_state.append(tuple(rows))
     normal = tuple(
         tuple(r for r in rows if not control.intersection(r.guards)) for rows in rows_by_state

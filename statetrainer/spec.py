@@ -88,7 +88,10 @@ class State:
     Runtime meaning (see :mod:`statetrainer.roles`): ``roles`` (``epoch_start``,
     ``epoch_end``, ``batch_end``, ``resumable``, ``no_grad``); ``opens``, ``takes``,
     ``item``, ``closes`` name a :class:`Feed`: the loop over it begins here, this state
-    takes its next item, the hook receives its current item, the loop is over.
+    takes its next item, the hook receives its current item, the loop is over. On a
+    compound state, ``item`` makes it a per-item compound (``train_batch``): its body is
+    one item, an override is called once per item with it, and a direct call handles
+    the item it is given.
     """
 
     name: str
@@ -535,8 +538,9 @@ def _feed_bindings(spec: Lifecycle, feeds: list[str]) -> Iterator[str]:
                 continue
             if name not in feeds:
                 yield _unknown(name, feeds, "feed", f"state {s.name!r} {use}=")
-            elif s.compound and use in ("takes", "item"):
-                yield f"compound state {s.name!r} cannot {use.rstrip('s')} an item of feed {name!r}; its body does"
+            elif s.compound and use == "takes":
+                yield (f"compound state {s.name!r} cannot take an item of feed {name!r}; "
+                       f"the first state of its body does")
             uses[name][use].append(s.name)
     for f in spec.feeds:
         if not uses[f.name]["opens"]:
@@ -571,7 +575,8 @@ def _resumable_states(spec: Lifecycle) -> Iterator[str]:
     for name in spec.with_role("resumable"):
         for e in spec.out_edges(name):
             after = by_name.get(e.target)
-            if e.kind != "control" and after is not None and after.item and after.takes != after.item:
+            if (e.kind != "control" and after is not None and after.item and not after.compound
+                    and after.takes != after.item):
                 yield (f"state {name!r} is resumable but {after.name!r} after it receives the item in flight "
                        f"of feed {after.item!r}; a checkpoint there could not resume it")
 

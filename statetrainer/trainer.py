@@ -5,6 +5,12 @@ ConvnetTrainer``. Construction order, attribute names, defaults and hooks are fa
 ``train()``, ``test()`` and the compound hooks run the lifecycles of
 :mod:`statetrainer.lifecycles` through the driver.
 
+This class is farabio's hook surface plus a small public API (``on``, ``off``,
+``add_callback``, ``stop*``, ``state``, ``status``, ``snapshot``, ``trace``, ``log``,
+``metrics``, ``save_checkpoint``, ``break_on``). Everything else statetrainer keeps lives
+behind one attribute, ``self._statetrainer``; the runtime never calls a public method a
+subclass could shadow (a trainer may set ``self.metrics = [...]``, as farabio's YOLOv3 does).
+
 Compound hooks (``train_loop``, ``train_epoch``, ``train_batch``, ``evaluate_epoch``,
 ``test_loop``):
 
@@ -14,35 +20,26 @@ Compound hooks (``train_loop``, ``train_epoch``, ``train_batch``, ``evaluate_epo
   compound's ``override`` edge; states the override runs by calling hooks directly do
   not appear in the trace;
 * **called directly** (``self.evaluate_epoch()`` from a hook, or ``super().train_batch(args)``
-  from an override): the body runs as a nested run, recorded in the trace with
-  ``depth`` one more than the caller's.
+  from an override): one pass through the body runs as a nested run, recorded in the trace
+  with ``depth`` one more than the caller's. Outside a run, ``train_epoch()`` runs one
+  epoch and ``train_batch(item)`` one item.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import threading
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 
 from statetrainer import lifecycles
-from statetrainer._errors import ConfigurationError, NotRunningError, TrainerRunError
-from statetrainer._runtime import COMPOUNDS, Builder, Runtime
-from statetrainer.callbacks import ON_EXCEPTION, Handle, check_hook_takes_item
-from statetrainer.driver import Program, Trace
+from statetrainer._program import CompoundHook, overridden_compounds
+from statetrainer._runtime import Runtime, Settings
+from statetrainer.callbacks import Handle, check_signature
+from statetrainer.driver import Trace
+from statetrainer.roles import Role
 from statetrainer.spec import Lifecycle
-
-_ITEM_HOOKS = {
-    "train": ("on_start_training_batch", "on_evaluate_batch_start", "evaluate_batch"),
-    "evaluate": ("on_evaluate_batch_start", "evaluate_batch"),
-    "test": ("test_step",),
-}
 
 
 def _torchrun_world() -> int:
@@ -69,8 +66,10 @@ class ConvnetTrainer:
         MyTrainer(config).train()
     """
 
-    #: Extra attributes a checkpoint keeps (picklable basic values: numbers, strings, lists, dicts).
-    checkpoint_attrs: tuple[str, ...] = ()
+    #: Attributes checkpoints leave out (besides loaders, live iterators and ``config``).
+    checkpoint_exclude: ClassVar[tuple[str, ...]] = ()
+    #: Kept for compatibility: checkpoints now capture every attribute that can be pickled.
+    checkpoint_attrs: ClassVar[tuple[str, ...]] = ()
     # farabio's attributes, set in default_attr()
     train_loader: Any
     valid_loader: Any
@@ -92,19 +91,17 @@ class ConvnetTrainer:
         handle_signals: bool = True,
         status_interval: float = 0.5,
     ) -> None:
-        self._statetrainer = Runtime(self, trace_size)
+        settings = Settings(
+            run_dir=None if run_dir is None else str(run_dir), checkpoint_every=checkpoint_every,
+            checkpoint_epochs=checkpoint_epochs, keep_checkpoints=keep_checkpoints,
+            handle_signals=handle_signals, status_interval=status_interval, trace_size=trace_size,
+        )
+        self._statetrainer = Runtime(self, settings)
         rt = self._statetrainer
-        if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
-            raise ConfigurationError(f"checkpoint_every must be an int >= 1 (batches), got {checkpoint_every!r}")
-        if keep_checkpoints < 1:
-            raise ConfigurationError(f"keep_checkpoints must be >= 1, got {keep_checkpoints!r}")
-        rt.checkpoint_every, rt.checkpoint_epochs = checkpoint_every, checkpoint_epochs
-        rt.keep_checkpoints = keep_checkpoints
-        self._handle_signals = handle_signals
-        self._status_interval = status_interval
-        #: Log one ``transition_taken`` debug event per transition (costs a call each).
-        self.log_transitions = False
-        self.run_dir = run_dir
+        rt.check_settings()
+        from statetrainer._checkpointing import serve
+
+        rt.driver.serve = lambda program, state: serve(self, program, state)
         self.config = config
         self.default_attr()
         self.init_attr()
@@ -197,15 +194,16 @@ class ConvnetTrainer:
     # ------------------------------------------------------------------ lifecycles
     @classmethod
     def lifecycles(cls) -> dict[str, Lifecycle]:
-        """The lifecycles this trainer runs, by name (override to add custom ones)."""
+        """The lifecycles this trainer runs, by name, the main one first (override to add yours)."""
         return dict(lifecycles.BUILTIN)
 
     @classmethod
     def overridden_hooks(cls) -> frozenset[str]:
         """Compound hooks this class overrides (they run their own body)."""
-        return frozenset(
-            name for name in COMPOUNDS if getattr(cls, name) is not getattr(ConvnetTrainer, name)
-        )
+        out: frozenset[str] = frozenset()
+        for spec in cls.lifecycles().values():
+            out |= overridden_compounds(cls, spec)
+        return out
 
     def train(self, resume_from: str | os.PathLike[str] | None = None) -> None:
         """Run the train lifecycle: ``on_train_start``, ``start_logger``, the epochs, ``on_train_end``.
@@ -213,63 +211,30 @@ class ConvnetTrainer:
         ``resume_from`` is a checkpoint file, or a run directory (its newest readable
         checkpoint is used, falling back past corrupt ones with a warning).
         """
-        if self._statetrainer.running:
-            raise ConfigurationError(
-                "train() was called while a run is active; "
-                "call it after the current run returns"
-            )
-        if resume_from is None:
-            self._run_top("train")
-            return
-        from statetrainer import _resume
-        from statetrainer import checkpoint as ck
+        from statetrainer import _run
 
-        source = Path(resume_from)
-        if source.is_dir():
-            folder = source / ck.CHECKPOINT_DIR if (source / ck.CHECKPOINT_DIR).is_dir() else source
-            source, data = ck.latest_good(folder)
-        else:
-            data = ck.read_checkpoint(source)
-        _resume.check_compatible(self, data, str(source))
-        state = _resume.restore(self, data)
-        self._run_top(data["lifecycle"], start=state, resume=True)
+        _run.start(self, "train", resume_from)
 
     def save_checkpoint(self, path: str | os.PathLike[str] | None = None) -> None:
-        """Write a checkpoint at the end of the current state (default: ``RUN_DIR/checkpoints``)."""
-        if not self._statetrainer.running:
-            raise NotRunningError(
-                "save_checkpoint() was called while no run is active; call it from a hook or callback"
-            )
-        if path is None and self.run_dir is None:
-            raise ConfigurationError("save_checkpoint(): give a path, or give the trainer a run_dir")
-        self._checkpoint_at_boundary(path)
+        """Write a checkpoint at the end of the current state (default: ``RUN_DIR/checkpoints``).
 
-    def train_loop(self) -> None:
-        """Compound hook: all epochs. Called directly, runs them as a nested run."""
-        self._compound("train_loop")
+        In a state that is not resumable (an item is in flight: ``training_step``, or a
+        nested run) the checkpoint is written at the next resumable state instead.
+        """
+        self._statetrainer.request_checkpoint(None if path is None else str(path))
 
-    def train_epoch(self) -> None:
-        """Compound hook: one epoch (batches, epoch end, evaluation when due, ``on_epoch_end``)."""
-        self._compound("train_epoch")
-
-    def train_batch(self, args: Any) -> None:
-        """Compound hook: one training item (start, ``training_step``, end)."""
-        self._compound("train_batch", args)
-
-    def evaluate_epoch(self) -> None:
-        """Compound hook: one evaluation epoch, all under ``torch.no_grad()``."""
-        self._compound("evaluate_epoch")
+    train_loop = CompoundHook("Compound hook: all epochs. Called directly, runs them as a nested run.")
+    train_epoch = CompoundHook(
+        "Compound hook: one epoch (batches, epoch end, evaluation when due, ``on_epoch_end``).")
+    train_batch = CompoundHook("Compound hook: one training item (start, ``training_step``, end); takes the item.")
+    evaluate_epoch = CompoundHook("Compound hook: one evaluation epoch, all under ``torch.no_grad()``.")
+    test_loop = CompoundHook("Compound hook: the test items.")
 
     def test(self) -> None:
         """Run the test lifecycle: load the model, ``on_test_start``, the items, ``on_test_end``."""
-        if self._statetrainer.running:
-            self._nested("test", "test", None, frozenset())
-        else:
-            self._run_top("test")
+        from statetrainer import _run
 
-    def test_loop(self) -> None:
-        """Compound hook: the test items."""
-        self._compound("test_loop")
+        _run.run_lifecycle(self, "test")
 
     # ------------------------------------------------------------------ farabio hooks
     def on_train_start(self) -> None:
@@ -302,8 +267,9 @@ class ConvnetTrainer:
         logs ``train_loss``.
         """
         if self.default_step is not None:
-            self.loss = self.default_step(self._statetrainer.train.item)
-            self.log("train_loss", self.loss)
+            rt = self._statetrainer
+            self.loss = self.default_step(rt.step_feed.item if rt.step_feed is not None else None)
+            rt.metrics.log("train_loss", self.loss)
 
     def loss_backward(self, *args: Any) -> None:
         """Hook: back-propagate ``self.loss``."""
@@ -331,11 +297,11 @@ class ConvnetTrainer:
 
     def stop_train(self, *args: Any) -> None:
         """Request a graceful stop (farabio called ``sys.exit()``); ``on_train_end`` still runs."""
-        self.stop("stop_train")
+        self._statetrainer.request("stop", "stop_train", "stop_train")
 
     def exit_trainer(self, *args: Any) -> None:
         """Request a graceful stop of whatever lifecycle is running."""
-        self.stop("exit_trainer")
+        self._statetrainer.request("stop", "exit_trainer", "exit_trainer")
 
     def on_evaluate_epoch_start(self) -> None:
         """Hook: at the start of evaluation; may set ``self.valid_epoch_iter``."""
@@ -420,6 +386,35 @@ class ConvnetTrainer:
         """Training items started over this trainer's life."""
         return self._statetrainer.driver.position.global_step
 
+    @property
+    def run_dir(self) -> str | None:
+        """The run directory (status, trace, events, checkpoints), or ``None``."""
+        return self._statetrainer.settings.run_dir
+
+    @run_dir.setter
+    def run_dir(self, value: str | os.PathLike[str] | None) -> None:
+        self._statetrainer.settings.run_dir = None if value is None else str(value)
+
+    @property
+    def log_transitions(self) -> bool:
+        """Log one ``transition_taken`` debug event per transition (costs a call each)."""
+        return self._statetrainer.settings.log_transitions
+
+    @log_transitions.setter
+    def log_transitions(self, value: bool) -> None:
+        self._statetrainer.settings.log_transitions = bool(value)
+
+    @property
+    def stopped_by_signal(self) -> int | None:
+        """The signal number that stopped the last run, if one did (the CLI exits 128 + it)."""
+        return self._statetrainer.signal
+
+    def snapshot(self) -> Any:
+        """A frozen :class:`~statetrainer.inspect.Snapshot` of where the run is."""
+        from statetrainer.inspect import snapshot
+
+        return snapshot(self)
+
     # ------------------------------------------------------------------ metrics
     def log(self, name: str, value: Any) -> None:
         """Add ``value`` to ``name``'s mean for this epoch; tensors are not synced per batch."""
@@ -434,18 +429,16 @@ class ConvnetTrainer:
         """One dict per finished epoch: ``epoch`` and the mean of each logged metric."""
         return self._statetrainer.metrics.history
 
+    # ------------------------------------------------------------------ callbacks
     def observe(self, fn: Callable[[str, str], Any]) -> Callable[[str, str], Any]:
         """Call ``fn(source, target)`` on every transition (read-only: it cannot steer)."""
-        from statetrainer.callbacks import _check_signature
-
-        _check_signature(fn, 2, "observe")
+        check_signature(fn, 2, "observe")
         self._statetrainer.driver.observers.append(fn)
         return fn
 
-    # ------------------------------------------------------------------ callbacks
     def on(
         self,
-        state: str,
+        state: str | Role,
         fn: Callable[[Any], Any] | None = None,
         *,
         order: int = 0,
@@ -453,9 +446,10 @@ class ConvnetTrainer:
         once: int | None = None,
         when: Callable[[Any], bool] | None = None,
     ) -> Any:
-        """Attach ``fn(trainer)`` to ``state``; returns a handle for :meth:`off`.
+        """Attach ``fn(trainer)`` to ``state`` (a state name or a role); returns a handle for :meth:`off`.
 
         Without ``fn``, returns a decorator. ``order < 0`` runs before the hook method.
+        A callback attached during a run takes effect from the next state entered.
         """
         registry = self._statetrainer.registry
         if fn is None:
@@ -473,7 +467,8 @@ class ConvnetTrainer:
         self._statetrainer.registry.remove(handle)
 
     def add_callback(self, obj: Any, *, order: int | None = None) -> list[Handle]:
-        """Register each method of ``obj`` named after a state (a callback bundle)."""
+        """Register a callback bundle: each method named after a state or marked with
+        :func:`statetrainer.at` (built-ins attach to roles). All or nothing."""
         from statetrainer.builtin_callbacks import register_bundle
 
         return register_bundle(self, obj, order)
@@ -481,377 +476,28 @@ class ConvnetTrainer:
     # ------------------------------------------------------------------ control
     def stop(self, reason: str = "stop") -> None:
         """Request a graceful stop: no further batches or epochs; the lifecycle's end hook runs."""
-        self._request("stop", "stop", reason)
+        self._statetrainer.request("stop", "stop", reason)
 
     def stop_epoch(self) -> None:
         """Skip the rest of this epoch's batches; the epoch's end hooks and the next epoch run."""
-        self._request("epoch_stop", "stop_epoch")
+        self._statetrainer.request("epoch_stop", "stop_epoch")
 
     def skip_batch(self) -> None:
         """Skip the rest of the current batch's states (in evaluation: farabio's ``_next_loop``)."""
-        self._request("skip", "skip_batch")
+        self._statetrainer.request("skip", "skip_batch")
 
-    def _request(self, what: str, name: str, reason: str | None = None) -> None:
-        rt = self._statetrainer
-        if not rt.running:
-            raise NotRunningError(
-                f"{name}() was called while no run is active; call it from a hook or callback "
-                f"during train() or test()"
-            )
-        guard = {"stop": "stop_requested", "epoch_stop": "epoch_stop_requested", "skip": "skip_requested"}[what]
-        spec = self.lifecycles().get(rt.driver.position.lifecycle or "")
-        if spec is not None and not any(guard in e.guard for e in spec.edges):
-            raise ConfigurationError(
-                f"{name}() has no edge in lifecycle {spec.name!r}: declare control edges with guard "
-                f"{guard!r} (for a stop: statetrainer.with_stop_edges(lifecycle, target=...))"
-            )
-        from statetrainer import parallel
-
-        if what == "stop" and parallel.distributed() and rt.driver.position.lifecycle == "train":
-            # Every rank must take the same path: the ranks agree on stops at each epoch end.
-            rt.dist_stop = reason or "stop"
-            return
-        rt.driver.control.request(what, reason)
-        if what == "stop":
-            rt.driver.position.status = "stopping"
-
-    # ------------------------------------------------------------------ running
-    def _program(self, name: str) -> Program:
-        spec = self.lifecycles()[name]
-        return Builder(self, spec).build()
-
-    def _run_top(self, name: str, *, start: str | None = None, resume: bool = False) -> None:
-        rt = self._statetrainer
-        self._check_config(name)
-        self._recorder()
-        program = self._program(name)
-        pos, ctl = rt.driver.position, rt.driver.control
-        first = program.table.index[start] if start else program.table.initial
-        if not resume:
-            ctl.clear()
-            epoch = self._epoch if name == "train" and isinstance(self._epoch, int) else None
-            pos.epoch, pos.batch, pos.depth = epoch, -1, 0
-        rt.registry.reset_counts() if not resume else None
-        rt.last_error = None
-        pos.status = "stopping" if ctl.stop else "running"
-        rt.started = time.monotonic()
-        # A resume inside evaluation has already disabled grad: restore the mode from before it.
-        grad = rt.saved_grad if rt.saved_grad is not None else torch.is_grad_enabled()
-        recorder = self._recorder()
-        error: BaseException | None = None
-        rt.signal = None
-        rt.dist_stop = None
-        from statetrainer import parallel
-        from statetrainer._log import RunLog
-
-        rt.driver.rank = parallel.rank() if parallel.distributed() else None
-        context = {"trainer": type(self).__qualname__, "lifecycle": name,
-                   "run_dir": str(self.run_dir) if self.run_dir else None}
-        events = Path(str(self.run_dir)) / "events.jsonl" if recorder is not None else None
-        rt.log = RunLog(context, events)
-        rt.log.info("run_started", resume=resume, state=start)
-        observer = self._transition_logger()
-        try:
-            if recorder is not None:
-                recorder.write()
-            with self._signals():
-                rt.driver.run(program, first, resume=resume)
-        except TrainerRunError as err:
-            error = err
-            self._fail(err)
-            rt.log.error("run_failed", state=err.state, callback=err.callback, epoch=err.epoch,
-                         batch=err.batch, error=repr(err.__cause__))
-            raise
-        except BaseException as exc:
-            error = exc
-            pos.status = "failed"
-            raise
-        else:
-            pos.status = "stopped" if ctl.stop else "finished"
-        finally:
-            torch.set_grad_enabled(grad)
-            rt.saved_grad = None
-            if observer is not None:
-                rt.driver.observers.remove(observer)
-            self._teardown()
-            if recorder is not None:
-                recorder.write(error)
-            if error is None:
-                pos.state = -1
-            rt.log.info("run_finished", status=pos.status, global_step=pos.global_step,
-                        seconds=round(time.monotonic() - rt.started, 3))
-            rt.log.close()
-
-    # ------------------------------------------------------------------ checkpoints
-    def _after_batch(self) -> None:
-        rt = self._statetrainer
-        if rt.recorder is not None:
-            rt.recorder.maybe_write()
-        every = rt.checkpoint_every
-        if every and rt.driver.position.global_step % every == 0 and self.run_dir is not None:
-            self._checkpoint_at_boundary()
-
-    def _checkpoint_at_boundary(self, path: str | os.PathLike[str] | None = None) -> None:
-        if self._statetrainer.driver.position.depth > 0:
-            return  # nested runs have no resumable boundary; the enclosing run checkpoints
-        self._statetrainer.driver.control.at_boundary(lambda s: self._write_checkpoint(path, s))
-
-    def _write_checkpoint(self, path: str | os.PathLike[str] | None, state: int) -> None:
-        from statetrainer import _resume, parallel
-        from statetrainer import checkpoint as ck
-
-        if not parallel.is_main_process():
-            return
-        rt = self._statetrainer
-        pos = rt.driver.position
-        if path is None:
-            folder = Path(str(self.run_dir)) / ck.CHECKPOINT_DIR
-            path = folder / f"ckpt-{pos.global_step:09d}-{rt.driver.trace.total:012d}.pt"
-            _resume.write(self, path, pos.names[state])
-            for old in ck.checkpoint_files(folder)[: -rt.keep_checkpoints]:
-                old.unlink(missing_ok=True)
-        else:
-            _resume.write(self, path, pos.names[state])
-        rt.log.info("checkpoint_written", path=str(path), state=pos.names[state], global_step=pos.global_step)
-
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        """SIGINT/SIGTERM: stop at the next transition with a checkpoint; a second SIGINT aborts."""
-        rt = self._statetrainer
-        if not self._handle_signals or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handle(signum: int, frame: Any) -> None:
-            if rt.signal is not None and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            rt.signal = signum
-            if rt.running:
-                rt.driver.position.status = "stopping"
-                rt.driver.control.at_boundary(lambda s: self._stop_for_signal(s, signum))
-
-        previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        if hasattr(signal, "SIGUSR1"):
-            previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, lambda signum, frame: self.dump_debug())
-        try:
-            yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
-
-    def _stop_for_signal(self, state: int, signum: int) -> None:
-        """At a resumable boundary: write a checkpoint (with a run_dir) and stop; else wait for one.
-
-        Inside a batch, hooks hold per-batch values in attributes that a resume would not
-        re-create, so the stop waits for the batch's end (milliseconds later).
-        """
-        from statetrainer._resume import RESUMABLE
-
-        rt = self._statetrainer
-        pos = rt.driver.position
-        if pos.lifecycle == "train" and pos.names[state] not in RESUMABLE:
-            rt.driver.control.at_boundary(lambda s: self._stop_for_signal(s, signum))
-            return
-        if pos.lifecycle == "train" and self.run_dir is not None and pos.depth == 0:
-            self._write_checkpoint(None, state)
-        rt.driver.control.request("stop", f"signal {signal.Signals(signum).name}")
-
-    @property
-    def stopped_by_signal(self) -> int | None:
-        """The signal number that stopped the last run, if one did (the CLI exits 128 + it)."""
-        return self._statetrainer.signal
-
-    def _transition_logger(self) -> Any:
-        if not self.log_transitions:
-            return None
-        log = self._statetrainer.log
-
-        def transition_taken(source: str, target: str) -> None:
-            log.debug("transition_taken", source=source, target=target)
-
-        self._statetrainer.driver.observers.append(transition_taken)
-        return transition_taken
-
+    # ------------------------------------------------------------------ debugging
     def break_on(
-        self, state: str, when: Callable[[Any], bool] | None = None,
+        self, state: str | Role, when: Callable[[Any], bool] | None = None,
         debugger: Callable[[Any], Any] | None = None,
     ) -> Handle:
         """Enter the debugger (pdb, or ``debugger(trainer)``) on entry to ``state``, before its hook."""
-        import pdb
-        import sys
+        from statetrainer.inspect import breakpoint_callback
 
-        def breakpoint_(trainer: Any) -> None:
-            if debugger is not None:
-                debugger(trainer)
-            else:
-                pdb.Pdb().set_trace(sys._getframe(1))
-
-        breakpoint_.__qualname__ = f"break_on({state!r})"
-        return self._statetrainer.registry.add(state, breakpoint_, order=-(10**9), when=when)
+        return self._statetrainer.registry.add(state, breakpoint_callback(state, debugger), order=-(10**9), when=when)
 
     def dump_debug(self) -> str:
         """The snapshot and every thread's Python stack, as text; also logged (``debug_dump``)."""
-        import sys
-        import traceback
+        from statetrainer.inspect import dump_debug
 
-        snap = self.snapshot()
-        lines = [f"statetrainer debug dump: {snap}"]
-        for ident, frame in sys._current_frames().items():
-            lines.append(f"--- Thread {ident} ---")
-            lines.extend(line.rstrip() for line in traceback.format_stack(frame))
-        text = "\n".join(lines) + "\n"
-        rt = self._statetrainer
-        getattr(rt, "log", None) and rt.log.warning("debug_dump", state=snap.state, epoch=snap.epoch,
-                                                    batch=snap.batch, dump=text)
-        if self.run_dir is not None:
-            with (Path(str(self.run_dir)) / "dumps.txt").open("a") as handle:
-                handle.write(text)
-        return text
-
-    def _recorder(self) -> Any:
-        rt = self._statetrainer
-        if self.run_dir is None:
-            return None
-        from statetrainer import parallel
-        from statetrainer.inspect import RunRecorder
-
-        if not parallel.is_main_process():
-            return None
-        if rt.recorder is None or str(rt.recorder.folder) != str(self.run_dir):
-            rt.recorder = RunRecorder(self, self.run_dir, min_interval=self._status_interval)
-        return rt.recorder
-
-    def snapshot(self) -> Any:
-        """A frozen :class:`~statetrainer.inspect.Snapshot` of where the run is."""
-        from statetrainer.inspect import snapshot
-
-        return snapshot(self)
-
-    def _fail(self, err: TrainerRunError) -> None:
-        rt = self._statetrainer
-        rt.driver.position.status = "failed"
-        rt.last_error = err
-        before, after = rt.registry.for_state(ON_EXCEPTION)
-        for handle in (*before, *after):
-            try:
-                handle.fn(self, err)  # type: ignore[call-arg]
-            except Exception as exc:  # never mask the original failure
-                err.add_note(f"{handle.name} (on_exception) also failed: {exc!r}")
-
-    def _teardown(self) -> None:
-        rt = self._statetrainer
-        for feed in (rt.train, rt.valid, rt.test):
-            feed.close()
-        for fn in tuple(rt.teardown):
-            try:
-                fn()
-            except Exception:  # teardown is best effort; the run's outcome stands
-                pass
-        rt.driver.control.clear()
-
-    def _compound(self, hook: str, item: Any = None) -> None:
-        lifecycle, start, last, outside = COMPOUNDS[hook]
-        rt = self._statetrainer
-        if not rt.running:
-            with self._inside(hook, item):
-                self._run_top(lifecycle, start=start)
-            return
-        self._nested(lifecycle, start, last, outside, hook, item)
-
-    def _nested(
-        self, lifecycle: str, start: str, last: str | None, outside: frozenset[str],
-        hook: str | None = None, item: Any = None,
-    ) -> None:
-        rt = self._statetrainer
-        program = self._program(lifecycle)
-        index = program.table.index
-        body = frozenset(i for n, i in index.items() if n not in outside) if outside else None
-        pos = rt.driver.position
-        pos.depth += 1
-        try:
-            with self._inside(hook, item):
-                rt.driver.run(program, index[start], return_after=index[last] if last else -1, body=body)
-        finally:
-            pos.depth -= 1
-
-    @contextlib.contextmanager
-    def _inside(self, hook: str | None, item: Any) -> Iterator[None]:
-        rt = self._statetrainer
-        if hook is None:
-            yield
-            return
-        added = hook not in rt.inside
-        rt.inside.add(hook)
-        saved_feed = (rt.train.peek, rt.train.blocked)
-        if hook == "train_epoch":
-            rt.user_epoch += 1
-        if hook == "train_batch":
-            rt.train.peek, rt.train.blocked = item, True
-        try:
-            yield
-        finally:
-            if added:
-                rt.inside.discard(hook)
-            if hook == "train_epoch":
-                rt.user_epoch -= 1
-            if hook == "train_batch":
-                rt.train.peek, rt.train.blocked = saved_feed
-
-    # ------------------------------------------------------------------ bookkeeping
-    def _next_epoch(self) -> int:
-        rt = self._statetrainer
-        return int(self._epoch) + 1 if rt.epoch_started else int(self._start_epoch)
-
-    def _begin_epoch(self) -> None:
-        rt = self._statetrainer
-        pos = rt.driver.position
-        if not rt.user_epoch:
-            self._epoch = self._next_epoch()
-            rt.epoch_started = True
-            from statetrainer import checkpoint, steps_data
-
-            steps_data.set_sampler_epoch(self.train_loader, self._epoch)
-            rt.epoch_rng = checkpoint.rng_state(self.train_loader)
-        rt.train.reset()
-        pos.epoch = int(self._epoch) if isinstance(self._epoch, int) else None
-        pos.batch = -1
-
-    def _no_grad_enter(self) -> None:
-        rt = self._statetrainer
-        if rt.saved_grad is None:
-            rt.saved_grad = torch.is_grad_enabled()
-        torch.set_grad_enabled(False)
-
-    def _no_grad_exit(self) -> None:
-        rt = self._statetrainer
-        if rt.saved_grad is not None:
-            torch.set_grad_enabled(rt.saved_grad)
-            rt.saved_grad = None
-
-    def _check_config(self, lifecycle: str) -> None:
-        if lifecycle == "train":
-            for attr in ("_num_epochs", "_start_epoch"):
-                value = getattr(self, attr)
-                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                    raise ConfigurationError(
-                        f"{type(self).__name__}.{attr} must be a non-negative int, got {value!r}; "
-                        f"set it in define_train_attr"
-                    )
-            if self._has_eval:
-                interval = self._eval_interval
-                if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
-                    raise ConfigurationError(
-                        f"{type(self).__name__}._eval_interval must be an int >= 1, got {interval!r}; "
-                        f"set it in define_train_attr (or set _has_eval = False)"
-                    )
-        for hook in _ITEM_HOOKS.get(lifecycle, ()):
-            try:
-                check_hook_takes_item(self, hook)
-            except TypeError as exc:
-                raise ConfigurationError(str(exc)) from None
-        if lifecycle == "train" and "train_batch" in self.overridden_hooks():
-            try:
-                check_hook_takes_item(self, "train_batch")
-            except TypeError as exc:
-                raise ConfigurationError(str(exc)) from None
-
+        return dump_debug(self)

@@ -173,6 +173,6 @@ def test_diagram_with_callbacks_of_a_trainer(tmp_path: Path, capsys) -> None:  #
         "        super().__init__(a)\n"
     )
     assert main(["diagram", "train", "--trainer", f"{module}:WithCallbacks", "--callbacks"]) == 0
-    assert 'label="on_epoch_end\\n+ EarlyStopping.on_epoch_end"' in capsys.readouterr().out
+    assert 'label="on_epoch_end\\n+ EarlyStopping.check"' in capsys.readouterr().out
     assert main(["diagram", "train", "--trainer", f"{module}:NeedsArgs", "--callbacks"]) == 2
     assert "cannot build" in capsys.readouterr().err

@@ -55,7 +55,8 @@ def test_train_batch_override_gan_style() -> None:
 
 
 def test_train_batch_override_calling_super_traces_the_body() -> None:
-    """super().train_batch(args) runs the batch states as a nested run (depth 1)."""
+    """super().train_batch(args) runs one pass through the compound as a nested run (depth 1),
+    entering the compound state first, as every direct compound call does."""
 
     class Wrapped(RecordingTrainer):
         def train_batch(self, args: Any) -> None:
@@ -69,8 +70,8 @@ def test_train_batch_override_calling_super_traces_the_body() -> None:
     got = [c for c in trainer.calls if c != ("before",)]
     assert got == expected
     nested = [e.state for e in trainer.trace if e.depth == 1]
-    assert nested == ["on_start_training_batch", "training_step", "on_end_training_batch"] * 2
-    assert [e.batch for e in trainer.trace if e.depth == 1] == [0, 0, 0, 1, 1, 1]
+    assert nested == ["train_batch", "on_start_training_batch", "training_step", "on_end_training_batch"] * 2
+    assert [e.batch for e in trainer.trace if e.depth == 1] == [0, 0, 0, 0, 1, 1, 1, 1]
 
 
 def test_train_epoch_override_per_epoch_like_farabio() -> None:

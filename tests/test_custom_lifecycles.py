@@ -25,7 +25,7 @@ def _example(name: str):
 def test_gan_lifecycle_runs_discriminator_then_generator_each_batch() -> None:
     """Per batch: D zero_grad/loss/backward/step then G's; parameters of both move."""
     gan = _example("gan_lifecycle")
-    trainer = gan.GanTrainer({"epochs": 2})
+    trainer = gan.GanLoop({"epochs": 2})
     before = [p.clone() for p in (*trainer.netG.parameters(), *trainer.netD.parameters())]
     trainer.run()
     states = [e.state for e in trainer.trace]

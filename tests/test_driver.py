@@ -25,8 +25,10 @@ def test_ring_keeps_exactly_the_last_entries(maxlen: int, start: int, records: l
     for seq, (k, s, epoch, batch, depth, note) in enumerate(records, start):
         key = KEYS[k]
         s = s % (len(key) - 1)
-        trace.record(key, s, epoch, batch, depth, note)
-        expected.append((seq, key[-1], key[s], epoch, None if batch < 0 else batch, depth, note))
+        edge = (seq * 7) % 5 - 1  # -1: no edge (a run's first state)
+        trace.record(key, s, epoch, batch, depth, note, edge)
+        expected.append((seq, key[-1], key[s], epoch, None if batch < 0 else batch, depth, note,
+                         None if edge < 0 else edge))
     assert [tuple(e) for e in trace.entries()] == expected[-maxlen:] if expected else trace.entries() == []
     assert len(trace) == min(len(records), maxlen) and trace.total == start + len(records)
     assert [tuple(e) for e in trace.tail(2)] == expected[-min(2, maxlen):]

@@ -142,7 +142,7 @@ def test_missing_data_names_both_fixes() -> None:
     """No loader and no iterable: the error says to set train_loader or train_epoch_iter."""
     trainer = RecordingTrainer(Config())
     trainer.train_loader = None
-    with pytest.raises(TrainerRunError, match=r"set self.train_loader in get_trainloader, or self.train_epoch_iter") as info:
+    with pytest.raises(TrainerRunError, match=r"no data for feed 'train': train_epoch_iter is None and train_loader is None; set self.train_loader, or self.train_epoch_iter in a hook before the loop") as info:
         trainer.train()
     assert isinstance(info.value.__cause__, ConfigurationError)
     assert info.value.state == "train_batch" and trainer.status == "failed"
