@@ -112,7 +112,13 @@ def check_table(counts: Counts) -> Table:
                      f"{counts.doubling(name):.4f}", fmt(counts.fixed(name))])
     notes = [f"Switching the counter on and off (an empty timed call) costs {counts.switch:,} instructions "
              f"(range {counts.switch_range[0]:,}–{counts.switch_range[1]:,} over the workers); "
-             f"it is subtracted from every count."]
+             f"it is subtracted from every count.",
+             "2N / N is 2 less the fixed part: a run's start-up is inside the timed call too "
+             "(statetrainer's `train()` set-up is the large one).",
+             "Repeatability: the same command gives the same counts to within tens of instructions per run; "
+             "a change to what else a worker process runs first (heap layout, the collector's counters) moves "
+             "per-batch counts by up to about 0.2% (±100 on `noop`, ±1,000 on `linear`, where a batch is "
+             "~535,000): read `linear`'s fixed-per-run column, and differences under ~2,000 there, as noise."]
     for label in ("linear/raw", "linear/statetrainer", "noop/raw"):
         dump = counts.dumps.get(f"{label}@{counts.sizes.get(label, (0,))[0]}")
         if dump is not None:

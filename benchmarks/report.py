@@ -49,14 +49,17 @@ SCRIPTS: list[tuple[str, list[str], str, str]] = [
 NOISE = """\
 ## What is noisy
 
-- **Instruction counts are deterministic** for a given machine, binary and input: the same
-  counts come back on every run, loaded machine or not (checked: repeated runs of the same
-  script give the same counts). They are not time: a cache miss or a system call costs one
-  instruction here and far more on the clock, and valgrind presents an older CPU to the
-  program (no AVX-512), so torch's kernels are the AVX2 ones. Counting switches on and off
-  around the timed call only; its own cost (an empty timed call, shown in the check table) is
-  subtracted, and the per-batch figures are slopes between two batch counts, so what a run
-  costs once cancels.
+- **Instruction counts are deterministic** for a given machine, binary and input: two workers
+  counting the same case, side by side on the loaded machine, agreed to within 31
+  instructions in 22 million. What a worker process ran before the counted call (heap layout,
+  the garbage collector's counters) moves per-batch counts by up to about 0.2% (±100 on
+  `noop`, ±1,000 on `linear`): differences below that are noise. Counts are not time: a cache
+  miss or a system call costs one instruction here and far more on the clock; they are user
+  space only (the kernel's side of file writes is not in them); and valgrind presents an older
+  CPU to the program (no AVX-512), so torch runs its AVX2 kernels. Counting is switched on and
+  off around the timed call only; the switch's own cost (an empty timed call, in the check
+  table) is subtracted, and per-batch figures are slopes between two batch counts, so what a
+  run costs once cancels.
 - **CPU and wall time are noisy on this machine**: a 2-core VM shared with other work (the
   test suite, other sessions). CPU time (`time.process_time`) leaves out waiting for the core
   but not cache and frequency effects of the neighbours. Each CPU table gives the median over
