@@ -1,6 +1,6 @@
 """Attach callbacks to states or roles: order, filters, validation at attach time.
 
-A callback attaches to a state by name (``"on_epoch_end"``) or to a role
+A callback attaches to a state by its name or to a role
 (:data:`statetrainer.roles.EPOCH_END`): a role callback runs on entry to every state that
 declares the role, in whichever lifecycle runs.
 
@@ -12,6 +12,7 @@ Filters count the entries of the callback's state (or role) over a run: ``every=
 fires on the N-th, 2N-th, ... entry; ``once=N`` on the N-th only; ``when=pred`` whenever
 ``pred(trainer)`` is true. They combine with *and*. Counters restart with each run and
 are kept in checkpoints, so a resumed run fires at the same steps as an uninterrupted one.
+``on_exception`` callbacks count failures over the trainer's life.
 """
 
 from __future__ import annotations
@@ -218,9 +219,11 @@ class Registry:
         return list(self._handles)
 
     def reset_counts(self) -> None:
-        """Restart the filter counters (each run counts its own entries)."""
+        """Restart the filter counters (each run counts its own entries; ``on_exception``
+        callbacks count failures over the trainer's life, a run failing at most once)."""
         for h in self._handles:
-            h.count = 0
+            if h.state != ON_EXCEPTION:
+                h.count = 0
 
     def counts(self) -> list[tuple[str, int]]:
         """``(key, count)`` of every filtered handle, in registration order (for checkpoints)."""

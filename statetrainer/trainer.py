@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 import torch
 
 from statetrainer import lifecycles
+from statetrainer._errors import ConfigurationError
 from statetrainer._program import CompoundHook, overridden_compounds
 from statetrainer._runtime import Runtime, Settings
 from statetrainer.callbacks import Handle, check_signature
@@ -46,6 +47,13 @@ def _torchrun_world() -> int:
     from statetrainer import parallel
 
     return int(os.environ.get("WORLD_SIZE", "1")) if parallel.launched_by_torchrun() else 1
+
+
+def _read_only(trainer: Any, name: str, what: str) -> None:
+    raise ConfigurationError(
+        f"{type(trainer).__name__} sets self.{name}, but {name} is statetrainer's ({what}, read-only); "
+        f"rename your attribute (e.g. self._{name})"
+    )
 
 
 class ConvnetTrainer:
@@ -385,6 +393,11 @@ class ConvnetTrainer:
     def global_step(self) -> int:
         """Training items started over this trainer's life."""
         return self._statetrainer.driver.position.global_step
+
+    state = state.setter(lambda self, value: _read_only(self, "state", "the current state's name"))
+    status = status.setter(lambda self, value: _read_only(self, "status", "the run's status"))
+    trace = trace.setter(lambda self, value: _read_only(self, "trace", "the trace of the run"))
+    global_step = global_step.setter(lambda self, value: _read_only(self, "global_step", "the step count"))
 
     @property
     def run_dir(self) -> str | None:
