@@ -72,6 +72,7 @@ def capture(trainer: Any, state: str) -> dict[str, Any]:
     return {
         "format": ck.FORMAT,
         "version": ck.VERSION,
+        "run_id": rt.run_id,
         "trainer": type(trainer).__qualname__,
         "lifecycle": spec.name,
         "fingerprint": spec.fingerprint(),
@@ -236,21 +237,35 @@ def check_compatible(trainer: Any, data: dict[str, Any], source: str) -> None:
         problems.append(f"lifecycle {data['lifecycle']!r} differs (states, roles or edges changed)")
     elif data["state"] not in spec.state_names:
         problems.append(f"state {data['state']!r} does not exist in {data['lifecycle']!r}")
-    have = set(ck.stateful_attributes(trainer))
+    objects = ck.stateful_attributes(trainer)
+    have = set(objects)
     saved = set(data["objects"])
     if have != saved:
         problems.append(f"stateful attributes: missing here {sorted(saved - have)}, new here {sorted(have - saved)}")
+    for name in sorted(have & saved):  # a model of another size (the run's settings were changed)
+        if isinstance(objects[name], torch.nn.Module) and isinstance(data["objects"][name], dict):
+            differs = ck.state_dict_mismatch(objects[name].state_dict(), data["objects"][name])
+            problems += [f"self.{name}: {d}" for d in differs]
     if problems:
-        raise CheckpointError(f"checkpoint {source!r} does not fit this trainer:\n  - " + "\n  - ".join(problems))
+        raise CheckpointError(f"checkpoint {source!r} does not fit this trainer:\n  - " + "\n  - ".join(problems)
+                              + "\n  resume with the trainer and settings it was written with, or start a new run")
 
 
-def restore(trainer: Any, data: dict[str, Any]) -> str:
+def restore(trainer: Any, data: dict[str, Any], source: str = "the checkpoint") -> str:
     """Put ``trainer`` back where ``data`` was captured; returns the state to resume from."""
     rt = trainer._statetrainer
     spec = type(trainer).lifecycles()[data["lifecycle"]]
     objects = ck.stateful_attributes(trainer)
     for name, state in data["objects"].items():
-        objects[name].load_state_dict(state)
+        try:
+            objects[name].load_state_dict(state)
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(
+                f"checkpoint {source!r} does not fit this trainer: self.{name} cannot load its state ({first}); "
+                f"resume with the trainer and settings it was written with, or start a new run"
+            ) from exc
+    rt.run_id = data.get("run_id") if isinstance(data.get("run_id"), str) else None
     for name, modes in data.get("modes", {}).items():
         for module, training in zip(objects[name].modules(), modes):
             module.training = training

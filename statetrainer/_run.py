@@ -39,16 +39,19 @@ def start(trainer: Any, name: str, resume_from: str | os.PathLike[str] | None = 
     from statetrainer import _resume
     from statetrainer import checkpoint as ck
 
+    from statetrainer import rundir
+
     source = Path(resume_from)
-    if source.is_dir():
-        folder = source / ck.CHECKPOINT_DIR if (source / ck.CHECKPOINT_DIR).is_dir() else source
-        source, data = ck.latest_good(folder)
+    if source.is_dir():  # the newest good checkpoint of the run the directory holds
+        inside = (source / ck.CHECKPOINT_DIR).is_dir()
+        folder, run_dir = (source / ck.CHECKPOINT_DIR, source) if inside else (source, source.parent)
+        source, data = ck.latest_good(folder, rundir.held_run_id(run_dir))
     else:
         data = ck.read_checkpoint(source)
     _resume.check_compatible(trainer, data, str(source))
     if data["lifecycle"] != name:
         raise CheckpointError(f"checkpoint {str(source)!r} is of lifecycle {data['lifecycle']!r}, not {name!r}")
-    state = _resume.restore(trainer, data)
+    state = _resume.restore(trainer, data, str(source))
     run_top(trainer, name, start=state, resume=True)
 
 
@@ -59,6 +62,10 @@ def run_top(trainer: Any, name: str, *, start: str | None = None, resume: bool =
     spec = type(trainer).lifecycles()[name]
     check_run(trainer, spec)
     program = rt.program(spec, scope)
+    from statetrainer import rundir
+    from statetrainer._checkpointing import begin_run
+
+    rundir.open_run(trainer, spec, resume)  # the directory's lock and the run's id; refusals write nothing
     pos, ctl = rt.driver.position, rt.driver.control
     if not resume:
         ctl.clear()
@@ -77,12 +84,14 @@ def run_top(trainer: Any, name: str, *, start: str | None = None, resume: bool =
     pos.status = "stopping" if ctl.stop else "running"
     rt.started = time.monotonic()
     outer_grad = rt.grad.outer()
-    rt.recorder = _recorder(trainer, rt)
-    _start_log(trainer, rt, name, resume, start)
-    observer = _transition_logger(rt)
+    begin_run(trainer, spec)
+    observer: Any = None
     error: BaseException | None = None
     first = program.table.index[start] if start else program.table.initial
     try:
+        rt.recorder = _recorder(trainer, rt)
+        _start_log(trainer, rt, name, resume, start)
+        observer = _transition_logger(rt)
         if rt.recorder is not None:
             rt.recorder.start()
         from statetrainer._signals import handle_signals
@@ -115,6 +124,7 @@ def run_top(trainer: Any, name: str, *, start: str | None = None, resume: bool =
         rt.log.info("run_finished", status=pos.status, global_step=pos.global_step,
                     seconds=round(time.monotonic() - rt.started, 3))
         rt.log.close()
+        rundir.close_run(trainer, error)
 
 
 def run_nested(trainer: Any, program: Program, start: int) -> None:

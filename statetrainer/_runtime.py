@@ -37,6 +37,7 @@ class Settings:
     status_interval: float = 0.5
     log_transitions: bool = False
     trace_size: int = 10_000
+    overwrite: bool = False  # a fresh run may replace the run its run_dir holds (or write into a foreign folder)
 
     def check(self) -> None:
         """Refuse values no run could use, naming the argument."""
@@ -106,6 +107,10 @@ class Runtime:
         self.spec: Lifecycle | None = None  # the lifecycle of the current (or last) top-level run
         self.step_feed: FeedState | None = None  # the running lifecycle's step-counting feed
         self.periodic_mark = 0  # global_step // checkpoint_every at the last periodic request
+        self.run_id: str | None = None  # the run's identity (statetrainer.rundir): kept across resumes
+        self.locked_dir: str | None = None  # the run directory whose writer lock this run holds
+        self.agreeing: frozenset[str] = frozenset()  # data parallel: states after which ranks agree on requests
+        self.dist_requests: set[str] = set()  # data parallel: epoch_stop/skip waiting for the ranks' agreement
         self.unsaved_warned = False
         self._programs: dict[tuple[int, str | None], tuple[int, Lifecycle, Program]] = {}
         from statetrainer._log import RunLog
@@ -239,6 +244,9 @@ class Runtime:
         if what == "stop" and parallel.distributed() and spec is not None and spec.with_role("epoch_end"):
             # Every rank must take the same path: the ranks agree on stops at each epoch end.
             self.dist_stop = reason or "stop"
+            return
+        if what != "stop" and self.driver.position.state_name in self.agreeing:
+            self.dist_requests.add(what)  # data parallel: every rank takes the edge, or none (_checkpointing.agree)
             return
         self.driver.control.request(what, reason)
         if what == "stop":

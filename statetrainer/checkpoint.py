@@ -20,22 +20,76 @@ MODEL_FILE = "model.pt"
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
-    """Write ``path`` through ``write(fileobj)`` atomically (temp file, fsync, rename)."""
+    """Write ``path`` through ``write(fileobj)`` atomically (temp file, fsync, rename).
+
+    The file gets the mode a plain ``open()`` would give it (``0o666`` less the umask), so a
+    group sharing a run directory can read models and checkpoints. A failing write (a full
+    disk, a read-only file system) raises :class:`OSError` naming ``path``, even when the
+    writer (``torch.save``) reported it as something else; the previous file is kept.
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise _naming(exc, target) from exc
+    sink = _Sink(os.fdopen(fd, "wb"))
+    try:
+        with sink.handle:
+            write(sink)  # type: ignore[arg-type]
+            sink.handle.flush()
+            os.fsync(sink.handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with _quiet():
             os.unlink(tmp)
+        first = sink.error or (exc if isinstance(exc, OSError) else None)
+        if first is not None:
+            raise _naming(first, target) from exc
         raise
     _fsync_dir(target.parent)
     return target
+
+
+class _Sink:
+    """A file object that remembers the first ``OSError`` of a write: ``torch.save`` turns it
+    into a ``RuntimeError`` ("file write failed") that no longer says why."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+    def fileno(self) -> int:
+        return self.handle.fileno()
+
+
+def _naming(exc: OSError, target: Path) -> OSError:
+    """``exc`` (``No space left on device``...) as an OSError of the same kind naming ``target``."""
+    return OSError(exc.errno, exc.strerror or str(exc), str(target))
+
+
+def _umask() -> int:
+    """The process's umask (read from /proc where possible: setting it to read it races threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -91,9 +145,35 @@ def _load(path: str | os.PathLike[str], what: str, missing_hint: str = "") -> An
 
 
 def load_state_dict(module: torch.nn.Module, path: str | os.PathLike[str]) -> None:
-    """Load a ``state_dict`` saved by :func:`save_state_dict` into ``module``."""
+    """Load a ``state_dict`` saved by :func:`save_state_dict` into ``module``.
+
+    A file of another model (other parameter names or shapes) is a
+    :class:`~statetrainer.CheckpointError` naming the file and the first differences.
+    """
     state = _load(path, "model file", "; train and save_model() first")
-    unwrap(module).load_state_dict(state)
+    target = unwrap(module)
+    problems = state_dict_mismatch(target.state_dict(), state) if isinstance(state, dict) else ["not a state_dict"]
+    if problems:
+        raise CheckpointError(
+            f"model file {str(path)!r} does not fit {type(target).__name__}: {'; '.join(problems)}; load it into "
+            f"the model it was saved from (same architecture and sizes)"
+        )
+    target.load_state_dict(state)
+
+
+def state_dict_mismatch(have: Any, saved: Any, limit: int = 3) -> list[str]:
+    """How a saved ``state_dict`` differs from a module's (names, tensor shapes), at most ``limit`` items."""
+    problems: list[str] = []
+    missing, extra = sorted(set(have) - set(saved)), sorted(set(saved) - set(have))
+    if missing:
+        problems.append(f"missing {', '.join(missing[:limit])}")
+    if extra:
+        problems.append(f"unexpected {', '.join(extra[:limit])}")
+    for key in sorted(set(have) & set(saved)):
+        a, b = have[key], saved[key]
+        if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape != b.shape:
+            problems.append(f"{key} has shape {list(b.shape)} in the file, {list(a.shape)} here")
+    return problems[:limit]
 
 
 def default_save_model(trainer: Any, parallel: bool = False) -> Path | None:
@@ -205,28 +285,52 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     data = _load(p, "checkpoint")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{str(p)!r} is not a statetrainer checkpoint")
-    if int(data.get("version", 0)) > VERSION:
+    version = data.get("version", 0)
+    if not isinstance(version, int) or version > VERSION:
         raise CheckpointError(
-            f"checkpoint {str(p)!r} has format version {data['version']}, newer than this statetrainer "
+            f"checkpoint {str(p)!r} has format version {version!r}, newer than this statetrainer "
             f"reads ({VERSION}); upgrade statetrainer"
         )
+    wrong = [f"{key!r} ({kind.__name__} expected)" for key, kind in _PAYLOAD.items()
+             if not isinstance(data.get(key), kind)]
+    if wrong:
+        raise CheckpointError(f"checkpoint {str(p)!r} is damaged: {', '.join(wrong)} missing or of the wrong type; "
+                              f"resume from an earlier checkpoint")
     return data
 
 
-def checkpoint_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """Checkpoint files in ``folder``, oldest first."""
-    return sorted(Path(folder).glob("ckpt-*.pt"))
+#: The payload fields every checkpoint has, with their types.
+_PAYLOAD: dict[str, type] = {
+    "trainer": str, "lifecycle": str, "fingerprint": str, "state": str, "position": dict, "runtime": dict,
+    "feeds": dict, "control": dict, "objects": dict, "rng": dict, "metrics": dict, "callbacks": list,
+}
 
 
-def latest_good(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
-    """The newest readable checkpoint in ``folder``, falling back past corrupt ones with a warning."""
+def checkpoint_files(folder: str | os.PathLike[str], run_id: str | None = None) -> list[Path]:
+    """Automatic checkpoint files in ``folder``, oldest first (by step, then trace entry).
+
+    With ``run_id``, only that run's files (``ckpt-<run id>-...``); otherwise every run's.
+    """
+    from statetrainer.rundir import checkpoint_run
+
+    found: list[tuple[int, int, Path]] = []
+    for path in Path(folder).glob("ckpt-*.pt"):
+        parsed = checkpoint_run(path.name)
+        if parsed is not None and (run_id is None or parsed[0] == run_id):
+            found.append((parsed[1], parsed[2], path))
+    return [path for _, _, path in sorted(found)]
+
+
+def latest_good(folder: str | os.PathLike[str], run_id: str | None = None) -> tuple[Path, dict[str, Any]]:
+    """The newest readable checkpoint in ``folder`` (of run ``run_id`` when given), falling
+    back past corrupt ones with a warning. Reads only: stale temp files are the writer's to
+    clean (:mod:`statetrainer.rundir` does when it takes the directory's lock)."""
     import warnings
 
-    for stale in Path(folder).glob(".ckpt-*.tmp"):  # left by a process killed mid-write
-        stale.unlink(missing_ok=True)
-    files = checkpoint_files(folder)
+    files = checkpoint_files(folder, run_id)
     if not files:
-        raise CheckpointError(f"nothing to resume: no checkpoint in {str(folder)!r}")
+        of = f" of run {run_id[:8]}…" if run_id else ""
+        raise CheckpointError(f"nothing to resume: no checkpoint{of} in {str(folder)!r}")
     for path in reversed(files):
         try:
             return path, read_checkpoint(path)

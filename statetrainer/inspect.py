@@ -2,7 +2,13 @@
 
 A run directory holds ``status.json`` (replaced atomically at lifecycle boundaries and at
 most about twice a second, never once per batch), ``trace.jsonl`` (the bounded trace,
-rewritten at boundaries) and, after a failure, the failing state and traceback.
+appended at boundaries) and, after a failure, the failing state and traceback. Both carry
+the run's id (``run_id``: in ``status.json``, and on every trace line), and ``status.json``
+the writer's ``pid`` and ``host``, so a reader can tell a dead run from a live one
+(:func:`liveness`). Readers validate what they read (:func:`check_status`,
+:func:`read_trace`): a hand-edited or foreign file is a one-line error naming the file,
+the field and what to do. Under data parallel a rank other than 0 that fails writes
+``failure.rank<N>.json``; rank 0 records the first failure in time as the run's error.
 Torch-free.
 """
 
@@ -130,9 +136,11 @@ class RunRecorder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last: tuple[Any, ...] = ()
+        self._started_wall = time.time()
 
     def start(self) -> None:
         """A run starts: write the lifecycles and the status, start sampling the position."""
+        self._started_wall = time.time()
         write_json_atomic(self.folder / LIFECYCLES_FILE, lifecycles_data(self.trainer))
         self.write()
         self._stop.clear()
@@ -140,12 +148,19 @@ class RunRecorder:
         self._thread.start()
 
     def stop(self, error: BaseException | None = None) -> None:
-        """The run ended: stop sampling, write the final status (with the error) and trace."""
+        """The run ended: stop sampling, write the final status (with the error) and trace.
+
+        A write that fails (a full disk) is logged (``status_not_written``), never raised: it
+        must not hide how the run ended.
+        """
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        self.write(error)
+        try:
+            self.write(error)
+        except OSError as exc:
+            self.trainer._statetrainer.log.warning("status_not_written", folder=str(self.folder), error=str(exc))
 
     def _sample(self) -> None:
         pos = self.trainer._statetrainer.driver.position
@@ -165,6 +180,7 @@ class RunRecorder:
             snap = snapshot(self.trainer).to_json()
             snap["format"] = FORMAT
             snap["trainer"] = f"{type(self.trainer).__module__}:{type(self.trainer).__qualname__}"
+            snap["run_id"] = self.trainer._statetrainer.run_id
             snap["pid"] = os.getpid()
             snap["host"] = socket.gethostname()
             snap["updated"] = time.time()
@@ -177,7 +193,7 @@ class RunRecorder:
                 "stopping", "stopped") else None
             snap.update(_ranks())
             if error is not None:
-                snap["error"] = _error_fields(error)
+                snap["error"] = first_failure(self.folder, _error_fields(error), self._started_wall)
             write_json_atomic(self.folder / STATUS_FILE, snap)
             if trace:
                 self._write_trace()
@@ -194,17 +210,28 @@ class RunRecorder:
             return
         entries = trace.tail(min(new, len(trace))) if new > 0 else []
         path = self.folder / TRACE_FILE
+        run_id = self.trainer._statetrainer.run_id
         if self._lines + len(entries) > 2 * trace.maxlen or not path.exists():
             entries = trace.entries()
             tmp = self.folder / f".{TRACE_FILE}.tmp"
-            tmp.write_text("".join(json.dumps(e._asdict()) + "\n" for e in entries))
+            tmp.write_text("".join(trace_line(e, run_id) for e in entries))
             os.replace(tmp, path)
             self._lines = len(entries)
         else:
             with path.open("a") as handle:
-                handle.write("".join(json.dumps(e._asdict()) + "\n" for e in entries))
+                handle.write("".join(trace_line(e, run_id) for e in entries))
             self._lines += len(entries)
         self._written = trace.total
+
+
+def trace_line(entry: Any, run_id: str | None) -> str:
+    """One line of ``trace.jsonl``: the entry's fields, then the run's id.
+
+    The id is on every line (not in a header line): readers take the file's tail (the web
+    view reads it from the end), a rotation rewrites it, and a resumed run appends to it;
+    each line still says which run it belongs to.
+    """
+    return json.dumps({**entry._asdict(), "run_id": run_id}) + "\n"
 
 
 def _ranks() -> dict[str, int]:
@@ -227,6 +254,47 @@ def _error_fields(error: BaseException) -> dict[str, Any]:
         "batch": getattr(error, "batch", None),
         "traceback": "".join(traceback.format_exception(error)),
     }
+
+
+# -- data parallel failures ---------------------------------------------------------------
+
+FAILURE_FILE = "failure.rank{rank}.json"
+
+
+def write_rank_failure(trainer: Any, folder: Path, error: BaseException) -> None:
+    """A data-parallel rank other than 0 failed: record its error (rank 0 writes ``status.json``)."""
+    from statetrainer import parallel
+
+    fields = {**_error_fields(error), "rank": parallel.rank(), "time": time.time(),
+              "run_id": trainer._statetrainer.run_id, "pid": os.getpid(), "host": socket.gethostname()}
+    try:
+        write_json_atomic(folder / FAILURE_FILE.format(rank=parallel.rank()), fields)
+    except OSError:
+        pass  # the rank's own error still reaches torchrun's output
+
+
+def rank_failures(folder: str | os.PathLike[str], since: float = 0.0) -> list[dict[str, Any]]:
+    """The failures other ranks recorded in ``folder`` at or after ``since``, the first one first."""
+    found = []
+    for path in Path(folder).glob("failure.rank*.json"):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        when = data.get("time") if isinstance(data, dict) else None
+        if isinstance(when, (int, float)) and when >= since:
+            found.append(data)
+    return sorted(found, key=lambda d: d["time"])
+
+
+def first_failure(folder: Path, own: dict[str, Any], since: float) -> dict[str, Any]:
+    """The run's error: another rank's, when one failed before this one (whose error then
+    is a follow-on, such as a closed connection), else this rank's own."""
+    others = [f for f in rank_failures(folder, since) if f["time"] <= time.time()]
+    if not others:
+        return own
+    first = {k: v for k, v in others[0].items() if k not in ("pid", "host", "time")}
+    return {**first, "follow_on": {"rank": 0, "message": own.get("message")}}
 
 
 def dump_debug(trainer: Any) -> str:
@@ -301,7 +369,8 @@ def read_lifecycles(folder: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def read_status(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a run directory's ``status.json``; a clear error when it is not one."""
+    """Read and check a run directory's ``status.json``; a one-line error naming the file when
+    it is missing, unreadable, not statetrainer's, or holds a field of the wrong type."""
     path = Path(folder)
     status = path / STATUS_FILE
     if not path.is_dir():
@@ -309,24 +378,196 @@ def read_status(folder: str | os.PathLike[str]) -> dict[str, Any]:
     if not status.is_file():
         raise ConfigurationError(f"{str(path)!r} is not a run directory: it has no {STATUS_FILE}")
     try:
-        data = json.loads(status.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigurationError(f"{str(status)!r} is unreadable: {exc}") from exc
+        data = json.loads(status.read_bytes())
+    except OSError as exc:
+        raise ConfigurationError(f"{str(status)!r} cannot be read: {exc.strerror}; check its permissions") from None
+    except ValueError as exc:
+        raise ConfigurationError(f"{str(status)!r} is not JSON ({_short_reason(exc)}): {_DAMAGED}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ConfigurationError(f"{str(status)!r} was not written by statetrainer (format {FORMAT!r} expected)")
+    check_status(data, status)
     return data
+
+
+_DAMAGED = ("it was edited or damaged; a live run rewrites it within a second, otherwise restore it from a copy "
+            "(the run's checkpoints, trace and metrics are not affected)")
+
+
+def _short_reason(exc: Exception) -> str:
+    text = str(exc) if not isinstance(exc, UnicodeDecodeError) else "not UTF-8 text"
+    return text.splitlines()[0][:80] if text else type(exc).__name__
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _list_of(check: Any) -> Any:
+    return lambda v: isinstance(v, list) and all(check(x) for x in v)
+
+
+def _dict_of(check: Any) -> Any:
+    return lambda v: isinstance(v, dict) and all(isinstance(k, str) and check(x) for k, x in v.items())
+
+
+def _or_none(check: Any) -> Any:
+    return lambda v: v is None or check(v)
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _error_ok(value: Any) -> bool:
+    if not isinstance(value, dict):
+        return False
+    texts = all(_or_none(_is_str)(value.get(k)) for k in ("message", "state", "callback", "traceback"))
+    return texts and all(_or_none(_is_int)(value.get(k)) for k in ("epoch", "batch"))
+
+
+#: The fields of ``status.json`` a reader relies on: how to check each, and what it should be.
+STATUS_FIELDS: dict[str, tuple[Any, str]] = {
+    "status": (_is_str, "a string"),
+    "lifecycle": (_or_none(_is_str), "a string or null"),
+    "state": (_or_none(_is_str), "a string or null"),
+    "previous": (_or_none(_is_str), "a string or null"),
+    "enclosing": (_list_of(_is_str), "a list of strings"),
+    "recent": (_list_of(_is_str), "a list of strings"),
+    "recent_edges": (_list_of(_or_none(_is_int)), "a list of ints or nulls"),
+    "epoch": (_or_none(_is_int), "an int or null"),
+    "num_epochs": (_or_none(_is_int), "an int or null"),
+    "batch": (_or_none(_is_int), "an int or null"),
+    "batches": (_or_none(_is_int), "an int or null"),
+    "global_step": (_is_int, "an int"),
+    "depth": (_is_int, "an int"),
+    "transitions": (_is_int, "an int"),
+    "elapsed": (_is_number, "a number"),
+    "updated": (_is_number, "a number (seconds since the epoch)"),
+    "metrics": (_dict_of(_or_none(_is_number)), "an object of numbers"),
+    "visits": (_dict_of(_is_int), "an object of ints"),
+    "seconds": (_dict_of(_is_number), "an object of numbers"),
+    "metrics_history": (_list_of(_dict_of(_or_none(_is_number))), "a list of objects of numbers"),
+    "stop_reason": (_or_none(_is_str), "a string or null"),
+    "error": (_or_none(_error_ok), "null or an object (message, state, callback, traceback: strings; "
+                                   "epoch, batch: ints)"),
+    "pid": (_is_int, "an int"),
+    "host": (_is_str, "a string"),
+    "run_id": (_or_none(_is_str), "a string or null"),
+    "trainer": (_is_str, "a string"),
+    "rank": (_is_int, "an int"),
+    "world_size": (_is_int, "an int"),
+}
+
+
+def check_status(data: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Raise a one-line :class:`~statetrainer.ConfigurationError` for the first field of a status
+    dict that has the wrong type (fields that are absent are fine: older runs lack some)."""
+    for name, (ok, should) in STATUS_FIELDS.items():
+        if name in data and not ok(data[name]):
+            raise ConfigurationError(
+                f"{str(path)!r}: field {name!r} should be {should}, not {_shown(data[name])}; {_DAMAGED}"
+            )
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+#: The fields of a ``trace.jsonl`` line: how to check each, whether it must be there, what it should be.
+TRACE_FIELDS: dict[str, tuple[Any, bool, str]] = {
+    "lifecycle": (_is_str, True, "a string"),
+    "state": (_is_str, True, "a string"),
+    "depth": (lambda v: _is_int(v) and v >= 0, True, "an int >= 0"),
+    "seq": (_is_int, False, "an int"),
+    "epoch": (_or_none(_is_int), False, "an int or null"),
+    "batch": (_or_none(_is_int), False, "an int or null"),
+    "note": (_or_none(_is_str), False, "a string or null"),
+    "edge": (_or_none(_is_int), False, "an int or null"),
+    "run_id": (_or_none(_is_str), False, "a string or null"),
+}
+
+
+def read_trace(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The entries of a ``trace.jsonl`` file, checked line by line; a one-line
+    :class:`~statetrainer.ConfigurationError` naming the file and line of the first bad one."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigurationError(f"{str(p)!r} is a directory; give the trace.jsonl file inside a run directory")
+    try:
+        text = p.read_bytes().decode()
+    except FileNotFoundError:
+        raise ConfigurationError(f"trace file {str(p)!r} does not exist") from None
+    except OSError as exc:
+        raise ConfigurationError(f"{str(p)!r} cannot be read: {exc.strerror}; check its permissions") from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{str(p)!r} is not text (a binary file?); give the trace.jsonl of a run directory") \
+            from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            rows.append(_trace_row(p, number, line))
+    return rows
+
+
+def _trace_row(path: Path, number: int, line: str) -> dict[str, Any]:
+    fix = "the line was edited or the file is not a statetrainer trace; restore it, or remove that line"
+    try:
+        row = json.loads(line)
+    except ValueError:
+        raise ConfigurationError(f"{str(path)}:{number} is not a JSON line; {fix}") from None
+    if not isinstance(row, dict):
+        raise ConfigurationError(f"{str(path)}:{number} is {type(row).__name__}, not a trace entry (an object); {fix}")
+    for name, (ok, required, should) in TRACE_FIELDS.items():
+        if (required and name not in row) or (name in row and not ok(row[name])):
+            got = "missing" if name not in row else f"{_shown(row[name])}"
+            raise ConfigurationError(f"{str(path)}:{number}: {name!r} should be {should}, not {got}; {fix}")
+    return row
+
+
+# -- is the run alive? -------------------------------------------------------------------
+
+
+def liveness(data: dict[str, Any]) -> tuple[str, str | None]:
+    """The status to show and why: ``died`` when ``status.json`` says running but its process
+    (same host) is gone; otherwise the status as written (the web view's rule)."""
+    from statetrainer.web.runs import liveness as judged
+
+    return judged(data)
+
+
+def age_text(updated: Any, now: float | None = None) -> str | None:
+    """``last update 3 min ago`` from a status's ``updated`` time (``None`` when unknown)."""
+    if not _is_number(updated):
+        return None
+    seconds = max(0.0, (time.time() if now is None else now) - float(updated))
+    if seconds < 90:
+        return f"last update {seconds:.0f} s ago"
+    if seconds < 90 * 60:
+        return f"last update {seconds / 60:.0f} min ago"
+    if seconds < 36 * 3600:
+        return f"last update {seconds / 3600:.1f} h ago"
+    return f"last update {seconds / 86400:.1f} days ago"
 
 
 def format_status(data: dict[str, Any]) -> str:
     """A short human-readable summary of a status dict."""
+    shown, why = liveness(data)
+    notes = [n for n in (why, age_text(data.get("updated"))) if n]
     lines = [
-        f"status     {data.get('status')}",
+        f"status     {shown}" + (f"   ({'; '.join(notes)})" if notes else ""),
         f"lifecycle  {data.get('lifecycle')}   state {data.get('state')}",
         f"epoch      {data.get('epoch')}/{data.get('num_epochs')}   batch {data.get('batch')}/{data.get('batches')}",
         f"step       {data.get('global_step')}   elapsed {data.get('elapsed')} s",
     ]
+    if data.get("run_id"):
+        lines.insert(1, f"run        {data['run_id']}   pid {data.get('pid')} on {data.get('host')}")
     rate, eta = _rate_and_eta(data)
-    if rate:
+    if rate and shown in ("running", "stopping"):
         lines.append(f"rate       {rate:.1f} batches/s" + (f"   ETA {eta:.0f} s" if eta is not None else ""))
     if data.get("enclosing"):
         lines.append("inside     " + " > ".join(data["enclosing"]))
@@ -342,9 +583,10 @@ def format_status(data: dict[str, Any]) -> str:
         lines += [f"{k:<28} {counts.get(k, 0):>8} {table.get(k, 0.0):>9.3f}" for k in ranked]
     err = data.get("error")
     if err:
-        lines.append(f"FAILED in state {err.get('state')} ({err.get('callback')}), "
+        rank = f" on rank {err['rank']}" if _is_int(err.get("rank")) else ""
+        lines.append(f"FAILED{rank} in state {err.get('state')} ({err.get('callback')}), "
                      f"epoch {err.get('epoch')}, batch {err.get('batch')}")
-        lines.append(err.get("traceback", ""))
+        lines.append(err.get("traceback") or err.get("message") or "")
     return "\n".join(lines)
 
 

@@ -125,9 +125,14 @@ def distribute_loader(loader: Any, seed: int = 0) -> Any:
 
 def any_rank(flag: bool) -> bool:
     """True on every rank when ``flag`` is true on any rank (one small all-reduce)."""
+    return any_ranks([flag])[0]
+
+
+def any_ranks(flags: list[bool]) -> list[bool]:
+    """Each flag true on every rank when it is true on any rank (one small all-reduce for all)."""
     if not distributed():
-        return flag
+        return list(flags)
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-    value = torch.tensor([1 if flag else 0], device=device)
+    value = torch.tensor([1 if f else 0 for f in flags], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+    return [bool(v) for v in value.tolist()]

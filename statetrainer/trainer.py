@@ -98,11 +98,13 @@ class ConvnetTrainer:
         keep_checkpoints: int = 3,
         handle_signals: bool = True,
         status_interval: float = 0.5,
+        overwrite: bool = False,
     ) -> None:
         settings = Settings(
             run_dir=None if run_dir is None else str(run_dir), checkpoint_every=checkpoint_every,
             checkpoint_epochs=checkpoint_epochs, keep_checkpoints=keep_checkpoints,
             handle_signals=handle_signals, status_interval=status_interval, trace_size=trace_size,
+            overwrite=bool(overwrite),
         )
         self._statetrainer = Runtime(self, settings)
         rt = self._statetrainer

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,8 @@ def add_parsers(sub: Any) -> None:
     d.add_argument("--quiet", action="store_true", help="no progress bar or epoch table")
     d.add_argument("--resume", action="store_true", help="continue the run in --run-dir with its settings")
     d.add_argument("--checkpoint-every", type=int, default=None, metavar="N", help="checkpoint every N batches")
+    d.add_argument("--overwrite", action="store_true", help="replace the run --run-dir holds (or write into a "
+                   "non-empty folder that holds none)")
     _run_options(d)
     d.set_defaults(func=_demo)
 
@@ -35,6 +39,7 @@ def add_parsers(sub: Any) -> None:
     r.add_argument("--run-dir", default=None)
     r.add_argument("--resume", action="store_true", help="continue the run in --run-dir with its settings")
     r.add_argument("--checkpoint-every", type=int, default=None, metavar="N")
+    r.add_argument("--overwrite", action="store_true", help="replace the run --run-dir holds")
     _run_options(r)
     r.set_defaults(func=_run)
 
@@ -78,63 +83,160 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.epochs < 0:
         raise UsageError(f"--epochs must be >= 0, got {args.epochs}")
-    settings = _settings(args, "DigitsTrainer", {
-        "epochs": args.epochs, "seed": args.seed, "device": args.device, "quiet": args.quiet,
-        "checkpoint_every": args.checkpoint_every,
-    })
-    run_dir, config = settings["run_dir"], AttrDict(settings["config"])
-    import torch
+    config = {"epochs": args.epochs, "seed": args.seed, "device": args.device, "quiet": args.quiet,
+              "checkpoint_every": args.checkpoint_every}
+    run_dir = _run_dir(args, _default_run_dir)
+    saved = _saved_settings(args, run_dir, "DigitsTrainer", _check_demo_config) if args.resume else None
+    with _claimed(args, run_dir, "DigitsTrainer"):
+        settings = saved or _new_settings(run_dir, "DigitsTrainer", config)
+        config = AttrDict(settings["config"])
+        import torch
 
-    torch.manual_seed(config.seed)
-    started = time.perf_counter()
-    trainer = demo.build(config, run_dir, checkpoint_every=config.checkpoint_every)
-    timer = _observe(trainer, args, run_dir)
-    code = _train_phase(trainer, args.resume, run_dir)
-    if code:
-        return code
-    trainer.test()
-    if not _main_process():
-        return 0
-    _write_final_diagram(trainer, run_dir)
-    _print_profile(timer)
-    print(f"run directory: {run_dir}  ({time.perf_counter() - started:.1f} s)")
-    print(f"test accuracy: {trainer.test_accuracy:.4f}")
+        torch.manual_seed(config.seed)
+        started = time.perf_counter()
+        trainer = demo.build(config, run_dir, checkpoint_every=config.checkpoint_every)
+        trainer._statetrainer.run_id = settings["run_id"]
+        timer = _observe(trainer, args, run_dir)
+        code = _train_phase(trainer, args.resume, run_dir, settings)
+        if code:
+            return code
+        trainer.test()
+        code = _test_stopped(trainer, run_dir)
+        if code or not _main_process():
+            return code
+        _write_final_diagram(trainer, run_dir)
+        _print_profile(timer)
+        print(f"run directory: {run_dir}  ({time.perf_counter() - started:.1f} s)")
+        print(f"test accuracy: {trainer.test_accuracy:.4f}")
     return 0
 
 
 RUN_FILE = "run.json"
+RUN_FORMAT = "statetrainer.run/1"
 
 
-def _settings(args: argparse.Namespace, trainer_name: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The run's settings: new ones written to RUN_DIR/run.json, or on --resume the saved ones."""
-    if args.resume:
-        if not args.run_dir:
-            raise UsageError("--resume needs --run-dir: the run directory to continue")
-        path = Path(args.run_dir) / RUN_FILE
-        if not path.is_file():
-            raise UsageError(f"--resume: {args.run_dir!r} has nothing to resume (no {RUN_FILE})")
-        saved = json.loads(path.read_text())
-        if saved.get("trainer") != trainer_name:
-            raise UsageError(f"--resume: {args.run_dir!r} belongs to another kind of run ({saved.get('trainer')})")
-        return dict(saved)
+def _run_dir(args: argparse.Namespace, default: Any) -> str:
+    """The run directory of this command: ``--run-dir``, or a new folder (not with --resume)."""
     import os
 
+    if args.resume and not args.run_dir:
+        raise UsageError("--resume needs --run-dir: the run directory to continue")
     if not args.run_dir and "LOCAL_RANK" in os.environ:
         raise UsageError("under torchrun, give --run-dir: every rank must use the same run directory")
-    run_dir = args.run_dir or _default_run_dir()
-    if _main_process():
-        _check_run_dir(run_dir, trainer_name)
-    settings = {"trainer": trainer_name, "run_dir": run_dir, "config": config, "train_finished": False}
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
-    if _main_process():
-        (Path(run_dir) / RUN_FILE).write_text(json.dumps(settings, indent=1))
-    return settings
+    return str(args.run_dir or default())
 
 
-def _train_phase(trainer: Any, resume: bool, run_dir: str) -> int:
-    """Train (or resume training); returns 128+signal when a signal stopped it, else 0."""
+@contextlib.contextmanager
+def _claimed(args: argparse.Namespace, run_dir: str, trainer_name: str) -> Iterator[None]:
+    """Hold the run directory's writer lock for the whole command (rank 0). A fresh run is
+    refused, before anything is written, in a folder of another program, another kind of
+    run, or another run (unless --overwrite, which then removes that run's files)."""
+    from statetrainer import rundir
+
+    if not _main_process():
+        yield
+        return
+    if not args.resume:
+        if not args.overwrite:
+            _check_run_dir(run_dir, trainer_name)
+        rundir.check_not_foreign(run_dir, args.overwrite, cli=True)
+    with rundir.locked(run_dir):
+        if not args.resume:
+            rundir.claim_fresh(run_dir, trainer_name, args.overwrite, cli=True)
+        yield
+
+
+def _new_settings(run_dir: str, trainer_name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """A fresh run's settings, written to RUN_DIR/run.json (rank 0); paths relative to the run directory."""
+    from statetrainer import rundir
+    from statetrainer.inspect import write_json_atomic
+
+    settings = {"format": RUN_FORMAT, "run_id": rundir.new_run_id(), "trainer": trainer_name, "config": config,
+                "train_finished": False}
+    if _main_process():
+        path = Path(run_dir) / RUN_FILE
+        try:
+            write_json_atomic(path, settings)
+        except OSError as exc:
+            raise rundir.unwritable(run_dir, exc) from None
+    return {**settings, "run_dir": run_dir}
+
+
+def _saved_settings(args: argparse.Namespace, run_dir: str, trainer_name: str, check_config: Any) -> dict[str, Any]:
+    """On --resume: RUN_DIR/run.json, checked field by field (one-line errors naming the file)."""
     path = Path(run_dir) / RUN_FILE
-    settings = json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        raise UsageError(f"--resume: {run_dir!r} has nothing to resume (no {RUN_FILE})")
+    fix = "restore it from a copy, or start a new run with --overwrite"
+    try:
+        saved = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise UsageError(f"{str(path)!r} cannot be read: {exc.strerror}; check its permissions") from None
+    except ValueError as exc:
+        reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc).splitlines()[0]
+        raise UsageError(f"{str(path)!r} is not JSON ({reason}); {fix}") from None
+    if not isinstance(saved, dict):
+        raise UsageError(f"{str(path)!r} holds {type(saved).__name__}, not an object of run settings; {fix}")
+    if not isinstance(saved.get("trainer"), str):
+        raise UsageError(f"{str(path)!r}: 'trainer' should be a string, not {_shown(saved.get('trainer'))}; {fix}")
+    if saved["trainer"] != trainer_name:
+        raise UsageError(f"--resume: {run_dir!r} belongs to another kind of run ({saved.get('trainer')})")
+    problems = _settings_problems(saved) + (check_config(saved["config"]) if isinstance(saved.get("config"),
+                                                                                          dict) else [])
+    if problems:
+        raise UsageError(f"{str(path)!r}: {problems[0]}; {fix}")
+    return {**saved, "run_dir": run_dir}
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _settings_problems(saved: dict[str, Any]) -> list[str]:
+    problems = []
+    if not isinstance(saved.get("config"), dict):
+        problems.append(f"'config' should be an object, not {_shown(saved.get('config'))}")
+    if not isinstance(saved.get("train_finished", False), bool):
+        problems.append(f"'train_finished' should be true or false, not {_shown(saved['train_finished'])}")
+    if saved.get("run_id") is not None and not isinstance(saved["run_id"], str):
+        problems.append(f"'run_id' should be a string, not {_shown(saved['run_id'])}")
+    return problems
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _field_problems(config: dict[str, Any], fields: dict[str, tuple[Any, str]], prefix: str) -> list[str]:
+    return [f"'{prefix}.{name}' should be {should}, not {_shown(config.get(name))}"
+            for name, (ok, should) in fields.items() if not ok(config.get(name))]
+
+
+_DEMO_FIELDS: dict[str, tuple[Any, str]] = {
+    "epochs": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
+    "seed": (_is_int, "an int"),
+    "device": (lambda v: v in ("auto", "cpu", "cuda", "mps"), "one of auto, cpu, cuda, mps"),
+    "quiet": (lambda v: isinstance(v, bool), "true or false"),
+    "checkpoint_every": (lambda v: v is None or (_is_int(v) and v >= 1), "an int >= 1 or null"),
+}
+_RUN_FIELDS: dict[str, tuple[Any, str]] = {
+    "values": (lambda v: isinstance(v, dict), "an object"),
+    "checkpoint_every": (lambda v: v is None or (_is_int(v) and v >= 1), "an int >= 1 or null"),
+    "mode": (lambda v: v in ("train", "test", "both"), "one of train, test, both"),
+}
+
+
+def _check_demo_config(config: dict[str, Any]) -> list[str]:
+    return _field_problems(config, _DEMO_FIELDS, "config")
+
+
+def _check_run_config(config: dict[str, Any]) -> list[str]:
+    return _field_problems(config, _RUN_FIELDS, "config")
+
+
+def _train_phase(trainer: Any, resume: bool, run_dir: str, settings: dict[str, Any]) -> int:
+    """Train (or resume training); returns 128+signal when a signal stopped it, else 0."""
     if resume and settings.get("train_finished"):
         print(f"training in {run_dir} had finished; running the test phase only")
         from statetrainer.checkpoint import load_state_dict, model_path
@@ -147,10 +249,7 @@ def _train_phase(trainer: Any, resume: bool, run_dir: str) -> int:
 
     start = trainer.run if isinstance(trainer, LifecycleTrainer) else trainer.train
     if resume:
-        from statetrainer.checkpoint import CHECKPOINT_DIR, checkpoint_files
-
-        if not checkpoint_files(Path(run_dir) / CHECKPOINT_DIR):
-            raise UsageError(f"--resume: {run_dir!r} has no checkpoint yet; start it again without --resume")
+        _check_resumable(run_dir)
         start(resume_from=run_dir)
     else:
         start()
@@ -158,22 +257,52 @@ def _train_phase(trainer: Any, resume: bool, run_dir: str) -> int:
         print(f"stopped by signal {trainer.stopped_by_signal}; resume with --resume --run-dir {run_dir}",
               file=sys.stderr)
         return 128 + int(trainer.stopped_by_signal)
-    settings["train_finished"] = True
     if _main_process():
-        path.write_text(json.dumps(settings, indent=1))
+        _save_settings(run_dir, {**settings, "train_finished": True})
     return 0
 
 
+def _check_resumable(run_dir: str) -> None:
+    from statetrainer import rundir
+    from statetrainer.checkpoint import CHECKPOINT_DIR, checkpoint_files
+
+    if not checkpoint_files(Path(run_dir) / CHECKPOINT_DIR, rundir.held_run_id(run_dir)):
+        raise UsageError(f"--resume: {run_dir!r} has no checkpoint yet; start it again with --overwrite "
+                         f"(without --resume)")
+
+
+def _save_settings(run_dir: str, settings: dict[str, Any]) -> None:
+    from statetrainer.inspect import write_json_atomic
+
+    write_json_atomic(Path(run_dir) / RUN_FILE, {k: v for k, v in settings.items() if k != "run_dir"})
+
+
+def _test_stopped(trainer: Any, run_dir: str) -> int:
+    """A test stopped by a signal says so and exits 128+signal: no result is printed as if complete."""
+    if trainer.status != "stopped":
+        return 0
+    import signal
+
+    sig = trainer.stopped_by_signal
+    why = f"signal {signal.Signals(sig).name}" if sig else "a stop request"
+    print(f"test stopped by {why} before its end: no test result (status 'stopped' in {run_dir})", file=sys.stderr)
+    return 128 + int(sig) if sig else 1
+
+
 def _check_run_dir(run_dir: str, trainer_name: str) -> None:
+    """A fresh run in a folder holding another kind of run: refused, naming that kind."""
     status = Path(run_dir) / "status.json"
-    if status.is_file():
-        try:
-            owner = json.loads(status.read_text()).get("trainer", "")
-        except ValueError:
-            owner = ""
-        if not owner.endswith(trainer_name):
-            raise UsageError(f"run directory {run_dir!r} belongs to another kind of run ({owner or 'unknown'}); "
-                             f"choose a new --run-dir")
+    if not status.is_file():
+        return
+    try:
+        data = json.loads(status.read_bytes())
+    except (OSError, ValueError):
+        data = None
+    owner = data.get("trainer") if isinstance(data, dict) else None
+    owner = owner if isinstance(owner, str) else ""
+    if not owner.endswith(trainer_name):
+        raise UsageError(f"run directory {run_dir!r} belongs to another kind of run ({owner or 'unknown'}); "
+                         f"choose a new --run-dir, or pass --overwrite to replace that run")
 
 
 def _write_final_diagram(trainer: Any, run_dir: str) -> None:
@@ -210,20 +339,25 @@ def _run(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise UsageError(f"--config expects KEY=VALUE, got {item!r}")
         config[key] = _parse_value(value)
-    if not args.resume and not args.run_dir:
-        args.run_dir = str(Path("runs") / datetime.datetime.now().strftime(f"{cls.__name__}-%Y%m%d-%H%M%S"))
-    settings = _settings(args, cls.__qualname__, {"values": dict(config), "checkpoint_every": args.checkpoint_every,
-                                                  "mode": args.mode})
-    run_dir = settings["run_dir"]
-    config = AttrDict(settings["config"]["values"])
-    trainer = cls(config, run_dir=run_dir, checkpoint_every=settings["config"]["checkpoint_every"])
-    timer = _observe(trainer, args, run_dir)
-    if args.mode in ("train", "both"):
-        code = _train_phase(trainer, args.resume, run_dir)
-        if code:
-            return code
-    if args.mode in ("test", "both"):
-        trainer.test()
-    _print_profile(timer)
-    print(f"run directory: {run_dir}  status: {trainer.status}")
+    name = cls.__name__
+    run_dir = _run_dir(args, lambda: Path("runs") / datetime.datetime.now().strftime(f"{name}-%Y%m%d-%H%M%S"))
+    saved = _saved_settings(args, run_dir, cls.__qualname__, _check_run_config) if args.resume else None
+    with _claimed(args, run_dir, cls.__qualname__):
+        settings = saved or _new_settings(run_dir, cls.__qualname__, {
+            "values": dict(config), "checkpoint_every": args.checkpoint_every, "mode": args.mode})
+        config = AttrDict(settings["config"]["values"])
+        trainer = cls(config, run_dir=run_dir, checkpoint_every=settings["config"]["checkpoint_every"])
+        trainer._statetrainer.run_id = settings.get("run_id")
+        timer = _observe(trainer, args, run_dir)
+        if args.mode in ("train", "both"):
+            code = _train_phase(trainer, args.resume, run_dir, settings)
+            if code:
+                return code
+        if args.mode in ("test", "both"):
+            trainer.test()
+            code = _test_stopped(trainer, run_dir)
+            if code:
+                return code
+        _print_profile(timer)
+        print(f"run directory: {run_dir}  status: {trainer.status}")
     return 0
