@@ -35,7 +35,10 @@ def trace_pairs(entries: Iterable[Any]) -> list[tuple[str, str, str]]:
     """``(lifecycle, source, target)`` steps of a trace, pairing states at the same call depth.
 
     A deeper entry starts a nested run (a call, not a transition); returning to a depth
-    continues that depth's path. A ``resume`` entry continues from the state it names.
+    continues that depth's path. A ``resume`` entry starts a new segment at the checkpointed
+    state it names: the trace of a resumed run is two (or more) paths joined there, and the
+    entries the interrupted process made after its checkpoint (or lost when it was killed)
+    are no step.
     """
     last: dict[int, tuple[str, str]] = {}
     steps: list[tuple[str, str, str]] = []
@@ -43,11 +46,11 @@ def trace_pairs(entries: Iterable[Any]) -> list[tuple[str, str, str]]:
     for row in entries:
         lifecycle, state, d = _field(row, "lifecycle"), _field(row, "state"), int(_field(row, "depth"))
         note = row.get("note") if isinstance(row, Mapping) else getattr(row, "note", None)
+        if note == "resume":
+            last.clear()
         for deeper in [k for k in last if k > d]:
             del last[deeper]
         prev = last.get(d)
-        if note == "resume" and prev is not None and prev[1] == state:
-            prev = None
         if prev is not None and prev[0] == lifecycle and d <= depth:
             steps.append((lifecycle, prev[1], state))
         last[d] = (lifecycle, state)
