@@ -270,15 +270,16 @@ class ModelCheckpoint(Callback):
         """The best model file of the trainer's ModelCheckpoint, if one was written."""
         for bundle in trainer._statetrainer.bundles:
             if isinstance(bundle, ModelCheckpoint) and bundle.best_path is not None:
-                return bundle.best_path
+                return bundle._folder(trainer) / bundle.best_path.name  # this run's folder (a copy's own)
         return None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"kept": list(self.kept), "best": str(self.best_path) if self.best_path else None}
+        """The kept files and the best one, by name: a copied or moved run directory resumes into itself."""
+        return {"kept": list(self.kept), "best": self.best_path.name if self.best_path else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.kept = [tuple(x) for x in state["kept"]]  # type: ignore[misc]
-        self.best_path = Path(state["best"]) if state.get("best") else None
+        self.best_path = Path(Path(state["best"]).name) if state.get("best") else None
 
 
 class ProgressBar(Callback):
