@@ -13,6 +13,8 @@ Torch-free.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
@@ -280,16 +282,22 @@ def parse_dot(path: str | Path) -> tuple[set[str], set[tuple[str, str, str | Non
     import pydot
 
     p = Path(path)
+    fix = "fix it, or restore it from the seed's diagrams"
     try:
-        text = p.read_text()
+        text = p.read_bytes().decode()
     except OSError as exc:
-        raise DiagramError(f"cannot read diagram {str(p)!r}: {exc.strerror}") from exc
+        raise DiagramError(f"cannot read diagram {str(p)!r}: {exc.strerror}; {fix}") from exc
+    except UnicodeDecodeError:
+        raise DiagramError(f"diagram {str(p)!r} is not text (a binary file?); {fix}") from None
+    printed = io.StringIO()
     try:
-        graphs = pydot.graph_from_dot_data(text)
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):  # pydot prints parse errors
+            graphs = pydot.graph_from_dot_data(text)
     except Exception as exc:  # pydot raises bare exceptions from its parser
-        raise DiagramError(f"diagram {str(p)!r} is not valid DOT: {exc}") from exc
+        raise DiagramError(f"diagram {str(p)!r} is not valid DOT ({_first_line(str(exc))}); {fix}") from exc
     if not graphs:
-        raise DiagramError(f"diagram {str(p)!r} is not valid DOT: no graph found")
+        reason = _first_line(printed.getvalue().strip().splitlines()[-1] if printed.getvalue().strip() else "")
+        raise DiagramError(f"diagram {str(p)!r} is not valid DOT ({reason or 'no graph found'}); {fix}")
     graph = graphs[0]
     nodes = {_unquote(n.get_name()) for n in graph.get_nodes()} - {"graph", "node", "edge"}
     edges: set[tuple[str, str, str | None]] = set()
@@ -304,6 +312,10 @@ def parse_dot(path: str | Path) -> tuple[set[str], set[tuple[str, str, str | Non
 def _unquote(text: str) -> str:
     text = text.strip()
     return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:120] if text.strip() else ""
 
 
 def verify(spec: Lifecycle, diagram: str | Path) -> VerifyReport:

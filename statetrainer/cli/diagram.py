@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -104,19 +103,13 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _verify_trace(args: argparse.Namespace) -> int:
+    from statetrainer.inspect import read_trace
     from statetrainer.testing import check_trace
 
     path = Path(args.trace)
-    if not path.is_file():
+    if not path.exists():
         raise UsageError(f"trace file {args.trace!r} does not exist")
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            raise UsageError(f"{args.trace}:{number} is not a JSON line") from None
+    rows = read_trace(path)  # every line checked: one line naming the file, line and field when bad
     problem = check_trace(rows, _trace_lifecycles(args.trainer, path))
     if problem:
         print(f"trace is NOT a path through the machine: {problem}")
