@@ -53,17 +53,43 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
-    except (UsageError, StateTrainerError, FileNotFoundError) as exc:
+    except (UsageError, StateTrainerError, OSError) as exc:
         from statetrainer._errors import TrainerRunError
 
         if isinstance(exc, TrainerRunError):
-            print(f"statetrainer: run failed: {exc}", file=sys.stderr)
-            return 1
-        print(f"statetrainer: error: {exc}", file=sys.stderr)
+            return _run_failed(exc)
+        print(f"statetrainer: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("statetrainer: interrupted", file=sys.stderr)
         return 130
+
+
+def one_line(exc: BaseException) -> str:
+    """An error's message on one line (an OSError as its reason and file, a listed problem after a colon)."""
+    if isinstance(exc, OSError) and not isinstance(exc, StateTrainerError):
+        where = f": {exc.filename!r}" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    lines = [line.strip().removeprefix("- ") for line in str(exc).splitlines() if line.strip()]
+    return " ".join(lines[:1] + ["; ".join(lines[1:])]).strip() if lines else type(exc).__name__
+
+
+def _run_failed(exc: Any) -> int:
+    """A run failed: exit 1 with where it failed. When the cause is the machine's (a full disk,
+    a read-only file system) or bad input (a file that does not fit), one line says so and
+    what to do — exit 1 for the former (the last good checkpoint is kept), 2 for the latter."""
+    cause = exc.__cause__
+    where = f"lifecycle {exc.lifecycle!r}, state {exc.state!r}, epoch {exc.epoch}, batch {exc.batch}"
+    if isinstance(cause, OSError) and not isinstance(cause, StateTrainerError):
+        print(f"statetrainer: run failed: {one_line(cause)} (in {where}); the run is marked failed and its last "
+              f"good checkpoint is kept: fix the cause (free some space), then continue it with --resume",
+              file=sys.stderr)
+        return 1
+    if isinstance(cause, StateTrainerError):
+        print(f"statetrainer: error: {one_line(cause)} (in {where})", file=sys.stderr)
+        return 2
+    print(f"statetrainer: run failed: {exc}", file=sys.stderr)
+    return 1
 
 
 def _parser() -> argparse.ArgumentParser:

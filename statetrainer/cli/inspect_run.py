@@ -1,4 +1,12 @@
-"""``statetrainer inspect``: a run's status, live or finished, from its run directory."""
+"""``statetrainer inspect``: a run's status, live or finished, from its run directory.
+
+A status that says ``running`` is checked against its writer: when the process is gone (on
+this host), the run is shown as ``died``; otherwise the age of the last update is shown
+(a run on another host cannot be checked from here). ``--watch`` ends when the run is
+finished, failed, stopped or dead. Under data parallel, a failure another rank recorded
+(``failure.rank<N>.json``) is shown with the rank. Reads only: never locks, never writes
+in the run directory.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +17,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from statetrainer.cli import UsageError
+
+#: Statuses after which --watch keeps going.
+LIVE = ("running", "stopping")
+
 
 def add_parsers(sub: Any) -> argparse.ArgumentParser:
     """Add ``inspect``; returns its parser (the web view adds ``--web``)."""
     i = sub.add_parser("inspect", help="show a run's status (live or finished)")
     i.add_argument("run_dir")
     i.add_argument("--json", action="store_true")
-    i.add_argument("--watch", action="store_true")
+    i.add_argument("--watch", action="store_true", help="refresh until the run is finished, failed, stopped or dead")
     i.add_argument("--interval", type=float, default=1.0)
     i.add_argument("--diagram", default=None, help="write the lifecycle with the current state highlighted")
     i.set_defaults(func=_inspect)
@@ -29,21 +42,58 @@ def _inspect(args: argparse.Namespace) -> int:
     web = web_cli.inspect_web(args)
     if web is not None:
         return web
+    if args.interval <= 0:
+        raise UsageError(f"--interval must be > 0 seconds, got {args.interval}")
     data = inspect.read_status(args.run_dir)
-    while args.watch and data.get("status") in ("running", "stopping"):
-        sys.stdout.write("\x1b[2J\x1b[H" + inspect.format_status(data) + "\n")
+    while args.watch and inspect.liveness(data)[0] in LIVE:
+        sys.stdout.write("\x1b[2J\x1b[H" + _text(args.run_dir, data) + "\n")
         sys.stdout.flush()
         time.sleep(args.interval)
         data = inspect.read_status(args.run_dir)
     if args.diagram:
-        from statetrainer import diagrams
-
-        specs = inspect.read_lifecycles(args.run_dir)
-        spec = specs.get(data.get("lifecycle") or "") or next(iter(specs.values()))
-        state = data.get("state") if data.get("state") in spec.state_names else None
-        recent = data.get("recent") or []
-        last = tuple(recent[-2:]) if len(recent) >= 2 else None
-        fmt = "svg" if args.diagram.endswith(".svg") else "png" if args.diagram.endswith(".png") else "dot"
-        Path(args.diagram).write_bytes(diagrams.to_format(spec, fmt, highlight=state, last=last))
-    print(json.dumps(data, indent=1) if args.json else inspect.format_status(data))
+        _write_diagram(args.run_dir, data, args.diagram)
+    print(json.dumps(_with_liveness(args.run_dir, data), indent=1) if args.json else _text(args.run_dir, data))
     return 0
+
+
+def _with_liveness(run_dir: str, data: dict[str, Any]) -> dict[str, Any]:
+    """``status.json`` as written, plus what inspect judged: ``shown`` (``died`` for a dead
+    writer), why, the age of the last update, and other ranks' recorded failures."""
+    from statetrainer import inspect
+
+    shown, why = inspect.liveness(data)
+    updated = data.get("updated")
+    age = round(time.time() - float(updated), 3) if isinstance(updated, (int, float)) else None
+    extra: dict[str, Any] = {"shown": shown, "shown_why": why, "age_s": age}
+    failures = inspect.rank_failures(run_dir)
+    if failures:
+        extra["rank_failures"] = failures
+    return {**data, "inspect": extra}
+
+
+def _text(run_dir: str, data: dict[str, Any]) -> str:
+    from statetrainer import inspect
+
+    text = inspect.format_status(data)
+    if data.get("error"):
+        return text
+    for failure in inspect.rank_failures(run_dir)[:1]:  # rank 0 did not record it: it died, or is still up
+        text += (f"\nrank {failure.get('rank')} FAILED in state {failure.get('state')} ({failure.get('callback')}), "
+                 f"epoch {failure.get('epoch')}, batch {failure.get('batch')}: {failure.get('message')}")
+    return text
+
+
+def _write_diagram(run_dir: str, data: dict[str, Any], target: str) -> None:
+    from statetrainer import diagrams, inspect
+
+    specs = inspect.read_lifecycles(run_dir)
+    spec = specs.get(data.get("lifecycle") or "") or next(iter(specs.values()))
+    state = data.get("state") if data.get("state") in spec.state_names else None
+    recent = data.get("recent") or []
+    last = tuple(recent[-2:]) if len(recent) >= 2 else None
+    fmt = "svg" if target.endswith(".svg") else "png" if target.endswith(".png") else "dot"
+    content = diagrams.to_format(spec, fmt, highlight=state, last=last)
+    try:
+        Path(target).write_bytes(content)
+    except OSError as exc:
+        raise UsageError(f"--diagram: cannot write {target!r}: {exc.strerror}; choose a writable path") from None
