@@ -22,11 +22,13 @@ from pathlib import Path
 
 import attrs
 
+from statetrainer import _drawing, _structure
 from statetrainer._errors import DiagramError
 from statetrainer.spec import Edge, Lifecycle
 
-GREY = "\"#8c8c8c\""
-HIGHLIGHT = "\"#d62728\""
+#: Kept for compatibility: the colours :mod:`statetrainer._drawing` uses, quoted for DOT.
+GREY = f'"{_drawing.GREY}"'
+HIGHLIGHT = f'"{_drawing.CURRENT}"'
 _CONTROL_LABELS = {
     "stop_requested": "stop()",
     "epoch_stop_requested": "stop_epoch()",
@@ -44,17 +46,22 @@ def seed_view_states(spec: Lifecycle, nested: bool = False) -> tuple[str, ...]:
     return tuple(s.name for s in spec.states if s.region is None or s.region == spec.name)
 
 
-def drawn_seed_edges(spec: Lifecycle, nested: bool = False) -> list[tuple[str, str, str | None]]:
-    """Distinct ``(source, target, label)`` of the seed edges as drawn, in spec order."""
+def seed_edge_groups(spec: Lifecycle, nested: bool) -> dict[tuple[str, str, str | None], list[Edge]]:
+    """Each drawn seed edge ``(source, target, label)`` with the spec edges it draws, in spec order."""
     shown = set(seed_view_states(spec, nested))
-    out: list[tuple[str, str, str | None]] = []
+    groups: dict[tuple[str, str, str | None], list[Edge]] = {}
     for e in spec.seed_edges():
         src, dst = e.drawn
         if not nested and spec.state(e.source).region not in (None, spec.name) and e.drawn_from:
             src = e.drawn_from
-        if src in shown and dst in shown and (src, dst, e.label) not in out:
-            out.append((src, dst, e.label))
-    return out
+        if src in shown and dst in shown:
+            groups.setdefault((src, dst, e.label), []).append(e)
+    return groups
+
+
+def drawn_seed_edges(spec: Lifecycle, nested: bool = False) -> list[tuple[str, str, str | None]]:
+    """Distinct ``(source, target, label)`` of the seed edges as drawn, in spec order."""
+    return list(seed_edge_groups(spec, nested))
 
 
 def drawn_extension_edges(spec: Lifecycle, nested: bool = False) -> list[tuple[str, str, str, Edge]]:
@@ -85,70 +92,140 @@ def _short(reason: str) -> str:
 # -- DOT ------------------------------------------------------------------------------
 
 
+@attrs.frozen
+class _Marks:
+    """What one drawing highlights: the current state, a failed one, the last transition."""
+
+    highlight: str | None = None
+    failed: str | None = None
+    last: tuple[str, str] | None = None
+    callbacks: Mapping[str, Sequence[str]] | None = None
+
+
 def to_dot(
     spec: Lifecycle,
     *,
     highlight: str | None = None,
+    failed: str | None = None,
     last: tuple[str, str] | None = None,
     callbacks: Mapping[str, Sequence[str]] | None = None,
     extensions: bool = True,
     nested: bool = False,
+    legend: bool = False,
 ) -> str:
-    """DOT text for ``spec`` in the seed's look.
+    """DOT text for ``spec``: the seed's boxes and edges, with what the machine adds.
 
-    ``highlight`` marks the current state, ``last`` the last transition taken,
-    ``callbacks`` lists callback names under each state's name.
+    Fill colours say how often a state runs (one palette for every lifecycle); a second
+    line names a state's roles and feed bindings; resumable states have a double border;
+    states that run without grad sit in a grey region; guarded edges show ``[guard]``.
+    ``highlight`` marks the current state (red border), ``failed`` the state a run failed
+    in (filled red), ``last`` the last transition taken; ``callbacks`` lists callback
+    names under each state's name; ``legend`` adds a table explaining all of it. Node
+    names are the state names, so Graphviz's SVG titles them ``state`` and ``a->b``.
     """
-    shown = seed_view_states(spec, nested)
+    marks = _Marks(highlight, failed, last, callbacks)
+    shown = list(seed_view_states(spec, nested))
+    tiers = _structure.tiers(spec)
     lines = [
         f"digraph {spec.graph_name or spec.name.title()} {{",
         "",
         "   graph [fontsize=8];",
         "   edge [fontsize=8];",
-        f"   node [fontsize=8, shape=box, colorscheme={spec.colorscheme}, style=rounded];",
+        f"   node [fontsize=8, shape=box, colorscheme={_drawing.COLORSCHEME}, style=rounded];",
         "",
     ]
-    for src, dst, label in drawn_seed_edges(spec, nested):
-        attrs_ = [f'label = "{label}"'] if label else []
-        if last == (src, dst):
-            attrs_ += [f"color={HIGHLIGHT}", "penwidth=2"]
-        lines.append(f"   {src} -> {dst}{_attr_list(attrs_)};")
+    seed_lines, guarded = _seed_lines(spec, nested, last)
+    lines += seed_lines
+    requests: list[str] = []
     if extensions:
-        lines.extend(_extension_lines(spec, nested, last))
+        ext_lines, requests = _extension_lines(spec, nested, last)
+        lines += ext_lines
     lines.append("")
-    for name in shown:
-        lines.append(_node_line(spec, name, highlight, callbacks))
+    lines += _node_lines(spec, shown, tiers, marks)
+    if legend:
+        used = {"extensions": extensions and bool(spec.extension_edges()), "guards": guarded,
+                "requests": bool(requests), "no_grad": bool(no_grad_regions(spec, shown)),
+                "current": highlight is not None, "failed": failed is not None, "last": last is not None}
+        rows = _drawing.legend_rows(spec, shown, tiers, used)
+        lines += ["", f'   "{_drawing.LEGEND_NODE}" [shape=plaintext, style="", '
+                      f"label={_drawing.legend_label(rows)}];",
+                  f'   {{ rank=sink; "{_drawing.LEGEND_NODE}" }}']
     lines += ["", "   }"]
     return "\n".join(lines) + "\n"
 
 
-def _extension_lines(spec: Lifecycle, nested: bool, last: tuple[str, str] | None) -> list[str]:
+def _seed_lines(spec: Lifecycle, nested: bool, last: tuple[str, str] | None) -> tuple[list[str], bool]:
+    lines: list[str] = []
+    guarded = False
+    for (src, dst, label), edges in seed_edge_groups(spec, nested).items():
+        guard = _drawing.guard_text(edges, choice_fallback=all(e.kind == "choice" for e in edges))
+        guarded |= bool(guard)
+        text = _drawing.edge_label(label, guard)
+        attrs_ = [f'label = "{text}"'] if text else []
+        if last == (src, dst):
+            attrs_ += [f'color="{_drawing.CURRENT}"', "penwidth=2"]
+        lines.append(f"   {src} -> {dst}{_attr_list(attrs_)};")
+    return lines, guarded
+
+
+def _extension_lines(spec: Lifecycle, nested: bool, last: tuple[str, str] | None) -> tuple[list[str], list[str]]:
     lines: list[str] = []
     requests: list[str] = []
-    for src, dst, label, _ in drawn_extension_edges(spec, nested):
+    grey = f'"{_drawing.GREY}"'
+    for src, dst, label, edge in drawn_extension_edges(spec, nested):
         if src in _CONTROL_LABELS.values() and src not in requests:
             requests.append(src)
-        attrs_ = ["style=dashed", f"color={GREY}", f"fontcolor={GREY}"]
-        if label:
-            attrs_.insert(0, f'label = "{label}"')
+        guard = "" if edge.kind == "override" else _drawing.guard_text([edge])
+        text = _drawing.edge_label(label or None, guard)
+        attrs_ = ["style=dashed", f"color={grey}", f"fontcolor={grey}"]
+        if text:
+            attrs_.insert(0, f'label = "{text}"')
         if last == (src, dst):
-            attrs_ += [f"color={HIGHLIGHT}", "penwidth=2"]
+            attrs_ += [f'color="{_drawing.CURRENT}"', "penwidth=2"]
         lines.append(f'   "{src}" -> {dst}{_attr_list(attrs_)};')
     for r in requests:
-        lines.append(f'   "{r}" [shape=plaintext, fontcolor={GREY}];')
+        lines.append(f'   "{r}" [shape=plaintext, fontcolor={grey}];')
+    return lines, requests
+
+
+def no_grad_regions(spec: Lifecycle, shown: list[str]) -> dict[str, list[str]]:
+    """Each shown ``no_grad`` state not inside another one, with the shown states of its region."""
+    roots = [n for n in spec.with_role("no_grad") if n in shown]
+    roots = [n for n in roots if not any(n in spec.body(other) for other in roots if other != n)]
+    return {root: [n for n in shown if n == root or n in spec.body(root)] for root in roots}
+
+
+def _node_lines(spec: Lifecycle, shown: list[str], tiers: dict[str, str], marks: _Marks) -> list[str]:
+    regions = no_grad_regions(spec, shown)
+    inside = {n for names in regions.values() for n in names}
+    lines = [_node_line(spec, name, tiers[name], marks) for name in shown if name not in inside]
+    for root, names in regions.items():
+        lines += [
+            f'   subgraph "cluster_no_grad_{root}" {{',
+            f'      graph [label="no grad", style="filled,dashed", fillcolor="{_drawing.NO_GRAD_FILL}", '
+            f'color="{_drawing.NO_GRAD_BORDER}", fontcolor="{_drawing.ROLE_TEXT_COLOUR}"];',
+            *("   " + _node_line(spec, n, tiers[n], marks) for n in names),
+            "   }",
+        ]
     return lines
 
 
-def _node_line(spec: Lifecycle, name: str, highlight: str | None, callbacks: Mapping[str, Sequence[str]] | None) -> str:
+def _node_line(spec: Lifecycle, name: str, tier: str, marks: _Marks) -> str:
     state = spec.state(name)
+    failed = marks.failed == name
     style = "rounded,filled,dashed" if state.dashed else "rounded,filled"
-    parts = [f"fillcolor={state.level}", f'style="{style}"']
-    names = list((callbacks or {}).get(name, ()))
-    if names:
-        label = "\\n".join([name, *(f"+ {n}" for n in names)])
-        parts.append(f'label="{label}"')
-    if highlight == name:
-        parts += [f"color={HIGHLIGHT}", "penwidth=3"]
+    fill = f'"{_drawing.FAILED_FILL}"' if failed else str(_drawing.tier_fill(tier))
+    parts = [f"fillcolor={fill}", f'style="{style}"']
+    callbacks = [str(c) for c in (marks.callbacks or {}).get(name, ())]
+    label = _drawing.node_label(name, _drawing.role_words(state), callbacks, failed)
+    if label:
+        parts.append(f"label={label}")
+    if state.has("resumable"):
+        parts.append("peripheries=2")
+    if failed:
+        parts += [f'color="{_drawing.FAILED_BORDER}"', "fontcolor=white", "penwidth=3"]
+    elif marks.highlight == name:
+        parts += [f'color="{_drawing.CURRENT}"', "penwidth=3"]
     return f"   {name}  [{', '.join(parts)}]"
 
 
@@ -159,32 +236,20 @@ def _attr_list(items: list[str]) -> str:
 # -- Mermaid --------------------------------------------------------------------------
 
 
-def to_mermaid(spec: Lifecycle, *, highlight: str | None = None, extensions: bool = True, nested: bool = False) -> str:
-    """Mermaid ``flowchart`` text for ``spec``; extension edges are dotted (``-.->``)."""
-    lines = ["flowchart TD"]
-    for name in seed_view_states(spec, nested):
-        state = spec.state(name)
-        lines.append(f"    {name}([{name}])" if not state.compound else f"    {name}[{name}]")
-    for src, dst, label in drawn_seed_edges(spec, nested):
-        arrow = f"-- {label} -->" if label else "-->"
-        lines.append(f"    {src} {arrow} {dst}")
-    if extensions:
-        for src, dst, label, _ in drawn_extension_edges(spec, nested):
-            node = _mermaid_id(src)
-            if node != src:
-                lines.append(f'    {node}["{src}"]')
-            arrow = f"-. {label} .->" if label else "-.->"
-            lines.append(f"    {node} {arrow} {dst}")
-    if highlight:
-        lines.append("    classDef current stroke:#d00,stroke-width:3px")
-        lines.append(f"    class {highlight} current")
-    return "\n".join(lines) + "\n"
+def to_mermaid(
+    spec: Lifecycle, *, highlight: str | None = None, failed: str | None = None, extensions: bool = True,
+    nested: bool = False, legend: bool = False,
+) -> str:
+    """Mermaid ``flowchart`` text for ``spec``, with what Mermaid can show of the DOT drawing.
 
+    Tier colours (``classDef``), the role line under each name, guards on edge labels,
+    dotted extension edges (``-.->``), a thick border for resumable states, a ``no grad``
+    subgraph, the current (``highlight``) and ``failed`` states, and an optional legend.
+    """
+    from statetrainer import _mermaid
 
-def _mermaid_id(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name).strip("_") + (
-        "_request" if not name.replace("_", "").isalnum() else ""
-    )
+    return _mermaid.flowchart(spec, highlight=highlight, failed=failed, extensions=extensions,
+                              nested=nested, legend=legend)
 
 
 # -- images ---------------------------------------------------------------------------
@@ -202,31 +267,51 @@ def dot_program() -> str:
     return path
 
 
-def render(dot_text: str, fmt: str = "svg") -> bytes:
-    """Render DOT text to ``svg`` or ``png`` bytes with Graphviz."""
+def render(dot_text: str, fmt: str = "svg", *, dpi: float | None = None) -> bytes:
+    """Render DOT text to ``svg`` or ``png`` bytes with Graphviz.
+
+    ``dpi`` sets the resolution (Graphviz's defaults: 96 for PNG, 72 for SVG, whose
+    width and height scale with it).
+    """
     if fmt not in ("svg", "png"):
         raise DiagramError(f"cannot render format {fmt!r}: use svg or png")
-    proc = subprocess.run(
-        [dot_program(), f"-T{fmt}"], input=dot_text.encode(), capture_output=True, check=False
-    )
+    command = [dot_program(), f"-T{fmt}"]
+    if dpi is not None:
+        if not dpi > 0:
+            raise DiagramError(f"dpi must be a positive number, got {dpi!r}")
+        command.append(f"-Gdpi={dpi:g}")
+    proc = subprocess.run(command, input=dot_text.encode(), capture_output=True, check=False)
     if proc.returncode != 0:
         raise DiagramError(f"dot failed: {proc.stderr.decode(errors='replace').strip()}")
     return proc.stdout
 
 
-def to_format(spec: Lifecycle, fmt: str, **kwargs: object) -> bytes:
-    """``spec`` in ``dot``, ``mermaid``, ``svg`` or ``png``, as bytes."""
+#: Graphviz's resolution for each image format, which ``scale`` multiplies.
+DEFAULT_DPI = {"png": 96.0, "svg": 72.0}
+
+
+def to_format(spec: Lifecycle, fmt: str, *, legend: bool = True, dpi: float | None = None,
+              scale: float | None = None, **kwargs: object) -> bytes:
+    """``spec`` in ``dot``, ``mermaid``, ``svg`` or ``png``, as bytes, with a legend by default.
+
+    ``dpi`` or ``scale`` (a factor on Graphviz's default resolution) size SVG and PNG.
+    """
     if fmt == "mermaid":
-        allowed = {k: v for k, v in kwargs.items() if k in ("highlight", "extensions", "nested")}
-        return to_mermaid(spec, **allowed).encode()  # type: ignore[arg-type]
-    text = to_dot(spec, **kwargs)  # type: ignore[arg-type]
+        allowed = {k: v for k, v in kwargs.items() if k in ("highlight", "failed", "extensions", "nested")}
+        return to_mermaid(spec, legend=legend, **allowed).encode()  # type: ignore[arg-type]
+    text = to_dot(spec, legend=legend, **kwargs)  # type: ignore[arg-type]
     if fmt == "dot":
         return text.encode()
-    return render(text, fmt)
+    if scale is not None:
+        if not scale > 0:
+            raise DiagramError(f"scale must be a positive number, got {scale!r}")
+        dpi = DEFAULT_DPI.get(fmt, 96.0) * scale
+    return render(text, fmt, dpi=dpi)
 
 
 def mimebundle(spec: Lifecycle, **kwargs: object) -> dict[str, str]:
-    """Jupyter display data: SVG when Graphviz is installed, plus the DOT text."""
+    """Jupyter display data: SVG (with its legend) when Graphviz is installed, plus the DOT text."""
+    kwargs.setdefault("legend", True)
     text = to_dot(spec, **kwargs)  # type: ignore[arg-type]
     bundle = {"text/plain": f"<Lifecycle {spec.name}: {len(spec.states)} states, {len(spec.edges)} edges>"}
     try:
@@ -241,7 +326,12 @@ def mimebundle(spec: Lifecycle, **kwargs: object) -> dict[str, str]:
 
 @attrs.frozen
 class VerifyReport:
-    """The differences between a lifecycle and a seed diagram; ``ok`` when there are none."""
+    """The differences between a lifecycle and a seed diagram; ``ok`` when there are none.
+
+    ``roles`` lists the lifecycle's roles in words; ``undrawn`` what its rendered DOT
+    fails to show of them (parsed back with pydot). ``states``, ``seed_edges`` and
+    ``labels`` count what was compared.
+    """
 
     lifecycle: str
     diagram: str
@@ -251,30 +341,51 @@ class VerifyReport:
     extra_edges: tuple[str, ...]
     label_mismatches: tuple[str, ...]
     extensions: tuple[str, ...]
+    roles: tuple[str, ...] = ()
+    undrawn: tuple[str, ...] = ()
+    role_summary: str = ""
+    states: int = 0
+    seed_edges: int = 0
+    labels: int = 0
 
     @property
     def ok(self) -> bool:
-        """True when states, seed edges and loop labels all match."""
+        """True when states, seed edges and loop labels all match and every role is drawn."""
         return not (
             self.missing_states or self.extra_states or self.missing_edges
-            or self.extra_edges or self.label_mismatches
+            or self.extra_edges or self.label_mismatches or self.undrawn
         )
 
-    def format(self) -> str:
-        """A readable report: the verdict, each difference, then the extension edges."""
-        head = f"{self.lifecycle}: {'OK' if self.ok else 'MISMATCH'} against {self.diagram}"
-        lines = [head]
+    def summary(self) -> str:
+        """One line: the verdict and what was compared."""
+        drawn = "drawn" if not self.undrawn else f"{len(self.undrawn)} NOT DRAWN"
+        counts = (f"{_count(self.states, 'state')}, {_count(self.seed_edges, 'seed edge')}, "
+                  f"{_count(self.labels, 'loop label')}, {_count(len(self.extensions), 'extension edge')}")
+        return (f"{self.lifecycle}: {'OK' if self.ok else 'MISMATCH'} against {self.diagram} ({counts}); "
+                f"roles {drawn}: {self.role_summary or 'none'}")
+
+    def format(self, verbose: bool = True) -> str:
+        """The summary, then every difference; ``verbose`` adds the extension edges and roles."""
+        lines = [self.summary()]
         for title, items in (
             ("states in the diagram, missing from the code", self.missing_states),
             ("states in the code, missing from the diagram", self.extra_states),
             ("edges in the diagram, missing from the code", self.missing_edges),
             ("edges in the code, missing from the diagram", self.extra_edges),
             ("loop labels that differ", self.label_mismatches),
+            ("roles the rendered diagram does not show", self.undrawn),
         ):
             lines += [f"  {title}:", *(f"    - {i}" for i in items)] if items else []
-        lines.append(f"  extension edges (not in the seed, {len(self.extensions)}):")
-        lines += [f"    ~ {x}" for x in self.extensions]
+        if verbose:
+            lines.append(f"  extension edges (not in the seed, {len(self.extensions)}):")
+            lines += [f"    ~ {x}" for x in self.extensions]
+            lines.append("  roles (each drawn in the rendered diagram):" if not self.undrawn else "  roles:")
+            lines += [f"    * {x}" for x in self.roles]
         return "\n".join(lines)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def parse_dot(path: str | Path) -> tuple[set[str], set[tuple[str, str, str | None]]]:
@@ -330,6 +441,8 @@ def verify(spec: Lifecycle, diagram: str | Path) -> VerifyReport:
         for (s, t) in pairs_code.keys() & pairs_dot.keys()
         if pairs_code[(s, t)] != pairs_dot[(s, t)]
     )
+    from statetrainer import _verify_roles
+
     return VerifyReport(
         lifecycle=spec.name,
         diagram=str(diagram),
@@ -339,6 +452,12 @@ def verify(spec: Lifecycle, diagram: str | Path) -> VerifyReport:
         extra_edges=tuple(_fmt(e) for e in sorted(pairs_code.keys() - pairs_dot.keys())),
         label_mismatches=tuple(mismatched),
         extensions=tuple(_ext(e) for e in spec.extension_edges()),
+        roles=tuple(_verify_roles.role_report(spec)),
+        undrawn=tuple(_verify_roles.undrawn_roles(spec)),
+        role_summary=_verify_roles.role_summary(spec),
+        states=len(states),
+        seed_edges=len(pairs_code),
+        labels=sum(1 for label in pairs_code.values() if label),
     )
 
 
@@ -350,6 +469,12 @@ def _ext(e: Edge) -> str:
     return f"{e.kind}: {e.describe()} ({e.reason})"
 
 
-def verify_all(specs: Iterable[Lifecycle], folder: str | Path) -> list[VerifyReport]:
-    """Verify each spec against ``folder/<name>.dot``."""
-    return [verify(spec, Path(folder) / f"{spec.name}.dot") for spec in specs]
+def seed_folder() -> Path:
+    """The folder of the seed's DOT files shipped in the package (``statetrainer/seed``)."""
+    return Path(__file__).resolve().parent / "seed"
+
+
+def verify_all(specs: Iterable[Lifecycle], folder: str | Path | None = None) -> list[VerifyReport]:
+    """Verify each spec against ``folder/<name>.dot`` (default: the packaged seed)."""
+    base = Path(folder) if folder is not None else seed_folder()
+    return [verify(spec, base / f"{spec.name}.dot") for spec in specs]

@@ -9,28 +9,85 @@ from typing import Any
 
 from statetrainer.cli import UsageError, _trainer_lifecycles, load_class
 
+_DIAGRAM_EXAMPLES = """examples:
+  statetrainer diagram train                                  DOT on stdout
+  statetrainer diagram train --format svg -o train.svg        SVG file (needs Graphviz)
+  statetrainer diagram train --format svg > train.svg         SVG on stdout
+  statetrainer diagram train --format png --scale 2 -o t.png  twice Graphviz's 96 dpi
+  statetrainer diagram test --format mermaid
+  statetrainer diagram train --format svg -o f.svg --highlight training_step --failed on_epoch_end
+  statetrainer diagram train --format text                    as statetrainer explain train
+"""
+
+_EXPLAIN_EXAMPLES = """examples:
+  statetrainer explain train
+  statetrainer explain test
+  statetrainer explain train --trainer statetrainer:GanTrainer
+  statetrainer explain accumulate --trainer examples/grad_accumulation.py:AccumulatingTrainer
+"""
+
 
 def add_parsers(sub: Any) -> None:
-    """Add ``diagram``, ``verify`` and ``verify-trace``."""
-    g = sub.add_parser("diagram", help="draw a lifecycle from the code")
-    g.add_argument("lifecycle", help="train, evaluate, test, or a custom lifecycle's name")
-    g.add_argument("--format", choices=["dot", "svg", "png", "mermaid"], default="dot")
-    g.add_argument("-o", "--output", default=None, help="file to write (default: stdout for text)")
-    g.add_argument("--trainer", default=None, help="MODULE:CLASS or file.py:CLASS of a trainer")
-    g.add_argument("--highlight", default=None, help="a state to mark as current")
+    """Add ``diagram``, ``explain``, ``verify`` and ``verify-trace``."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    g = sub.add_parser(
+        "diagram", help="draw a lifecycle from the code", formatter_class=fmt, epilog=_DIAGRAM_EXAMPLES,
+        description="Draw a lifecycle from the code. Colours say how often a state runs (one palette for every "
+                    "lifecycle); a second line names its roles; a double border marks a resumable state; a grey "
+                    "region runs without grad; dashed grey edges are the cases the seed leaves implicit. SVG and "
+                    "PNG carry a legend saying so.")
+    g.add_argument("lifecycle", help="train, evaluate, test, or a lifecycle of --trainer")
+    g.add_argument("--format", choices=["dot", "svg", "png", "mermaid", "text"], default="dot",
+                   help="output format; svg and png need Graphviz's dot; text is the explain pseudo-code "
+                        "(default: dot)")
+    g.add_argument("-o", "--output", default=None, metavar="FILE",
+                   help="file to write; '-' for stdout (default: stdout, but png refuses a terminal)")
+    g.add_argument("--trainer", default=None, metavar="TARGET", help=_TRAINER_HELP)
+    g.add_argument("--highlight", default=None, metavar="STATE", help="mark STATE as current (red border)")
+    g.add_argument("--failed", default=None, metavar="STATE", help="mark STATE as where a run failed (filled red)")
     g.add_argument("--callbacks", action="store_true", help="list callbacks under each state (needs --trainer)")
     g.add_argument("--no-extensions", action="store_true", help="draw only the seed's edges")
+    g.add_argument("--nested", action="store_true", help="draw nested regions too (evaluate inside train)")
+    g.add_argument("--no-legend", action="store_true", help="leave the legend out (default: dot, mermaid, "
+                                                             "svg and png have one)")
+    size = g.add_mutually_exclusive_group()
+    size.add_argument("--scale", type=float, default=None, metavar="FACTOR",
+                      help="svg/png size as a factor of Graphviz's resolution (png 96 dpi, svg 72; default: 1)")
+    size.add_argument("--dpi", type=float, default=None, metavar="N", help="svg/png resolution in dots per inch")
     g.set_defaults(func=_diagram)
 
-    v = sub.add_parser("verify", help="compare the machines with the seed's DOT diagrams")
-    v.add_argument("--diagrams", default="diagrams", help="folder with train.dot, evaluate.dot, test.dot")
-    v.add_argument("--trainer", default=None)
+    x = sub.add_parser(
+        "explain", help="print a lifecycle's hook order as nested-loop pseudo-code", formatter_class=fmt,
+        epilog=_EXPLAIN_EXAMPLES,
+        description="Print the order in which a run enters a lifecycle's states, as nested loops generated "
+                    "from the machine (its compounds, loops, guards, roles and feeds).")
+    x.add_argument("lifecycle", nargs="?", default="train",
+                   help="train, evaluate, test, or a lifecycle of --trainer (default: train)")
+    x.add_argument("--trainer", default=None, metavar="TARGET", help=_TRAINER_HELP)
+    x.set_defaults(func=_explain)
+
+    v = sub.add_parser(
+        "verify", help="compare the machines with the seed's DOT diagrams", formatter_class=fmt,
+        epilog="examples:\n  statetrainer verify\n  statetrainer verify -v\n  statetrainer verify --diagrams "
+               "path/to/diagrams --trainer my_trainer.py:MyTrainer\n",
+        description="Compare each lifecycle with the seed's DOT file of its name (states, seed edges, loop "
+                    "labels), report its roles, and check that the diagram the code renders draws every role "
+                    "(parsed back with pydot). Prints one line per lifecycle and each difference; -v adds the "
+                    "extension edges and the roles. Exits 1 on a mismatch.")
+    v.add_argument("--diagrams", default=None, metavar="DIR",
+                   help="folder with train.dot, evaluate.dot, test.dot (default: ./diagrams when it has them, "
+                        "else the seed's files shipped in the package)")
+    v.add_argument("--trainer", default=None, metavar="TARGET", help=_TRAINER_HELP)
+    v.add_argument("-v", "--verbose", action="store_true", help="list the extension edges and the roles")
     v.set_defaults(func=_verify)
 
     t = sub.add_parser("verify-trace", help="check that a recorded trace is a path through the machine")
     t.add_argument("trace", help="trace.jsonl of a run directory")
-    t.add_argument("--trainer", default=None)
+    t.add_argument("--trainer", default=None, metavar="TARGET", help=_TRAINER_HELP)
     t.set_defaults(func=_verify_trace)
+
+
+_TRAINER_HELP = "a trainer class, MODULE:CLASS or file.py:CLASS, for its lifecycles (default: ConvnetTrainer's)"
 
 
 def _trace_lifecycles(target: str | None, trace: Path) -> dict[str, Any]:
@@ -43,28 +100,64 @@ def _trace_lifecycles(target: str | None, trace: Path) -> dict[str, Any]:
     return _trainer_lifecycles(target)
 
 
-def _diagram(args: argparse.Namespace) -> int:
-    from statetrainer import diagrams
+def _lifecycle(target: str | None, name: str) -> Any:
     from statetrainer._errors import UnknownStateError
 
-    specs = _trainer_lifecycles(args.trainer)
-    if args.lifecycle not in specs:
-        raise UnknownStateError(args.lifecycle, specs, what="lifecycle")
-    spec = specs[args.lifecycle]
-    if args.highlight:
-        spec.state(args.highlight)
-    callbacks = _callback_names(args.trainer, spec) if args.callbacks else None
-    kwargs: dict[str, Any] = {"highlight": args.highlight, "extensions": not args.no_extensions}
+    specs = _trainer_lifecycles(target)
+    if name not in specs:
+        raise UnknownStateError(name, specs, what="lifecycle")
+    return specs[name]
+
+
+def _diagram(args: argparse.Namespace) -> int:
+    from statetrainer import diagrams
+
+    spec = _lifecycle(args.trainer, args.lifecycle)
+    for state in (args.highlight, args.failed):
+        if state:
+            spec.state(state)
+    if args.format == "text":
+        return _explain(args)
+    kwargs: dict[str, Any] = {"highlight": args.highlight, "failed": args.failed,
+                              "extensions": not args.no_extensions, "nested": args.nested,
+                              "legend": not args.no_legend}
     if args.format != "mermaid":
-        kwargs["callbacks"] = callbacks
+        kwargs["callbacks"] = _callback_names(args.trainer, spec) if args.callbacks else None
+        kwargs.update(scale=args.scale, dpi=args.dpi)
+    if args.format == "png" and args.output is None and sys.stdout.isatty():
+        raise UsageError("--format png writes an image: give -o FILE, pipe it, or -o - to print it anyway")
     data = diagrams.to_format(spec, args.format, **kwargs)
-    if args.output:
+    if args.output and args.output != "-":
         Path(args.output).write_bytes(data)
-    elif args.format in ("svg", "png"):
-        raise UsageError(f"--format {args.format} needs -o FILE")
     else:
-        sys.stdout.write(data.decode())
+        _write_stdout(data)
     return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from statetrainer.explain import explain
+
+    spec = _lifecycle(args.trainer, args.lifecycle)
+    text = explain(spec, trainer=args.trainer)
+    if getattr(args, "output", None) and args.output != "-":
+        Path(args.output).write_text(text)
+    else:
+        _write_stdout(text.encode())
+    return 0
+
+
+def _write_stdout(data: bytes) -> None:
+    """Write to stdout; a reader that stops early (``| head``) ends the output quietly."""
+    try:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except AttributeError:  # a stdout replaced by a text-only stream (tests capturing output)
+        sys.stdout.write(data.decode())
 
 
 def _callback_names(target: str | None, spec: Any) -> dict[str, list[str]]:
@@ -80,25 +173,41 @@ def _callback_names(target: str | None, spec: Any) -> dict[str, list[str]]:
     return names
 
 
+def _diagram_folder(given: str | None, names: list[str]) -> Path:
+    """``--diagrams``, else ``./diagrams`` when it holds a DOT file of one of ``names``, else the seed."""
+    from statetrainer import diagrams
+
+    if given is not None:
+        folder = Path(given)
+        if not folder.is_dir():
+            raise UsageError(f"diagram folder {str(folder)!r} does not exist")
+        return folder
+    local = Path("diagrams")
+    if any((local / f"{n}.dot").is_file() for n in names):
+        return local
+    return diagrams.seed_folder()
+
+
 def _verify(args: argparse.Namespace) -> int:
     from statetrainer import diagrams
 
-    folder = Path(args.diagrams)
-    if not folder.is_dir():
-        raise UsageError(f"diagram folder {str(folder)!r} does not exist")
+    specs = _trainer_lifecycles(args.trainer)
+    folder = _diagram_folder(args.diagrams, list(specs))
     ok = True
     checked = 0
-    for name, spec in _trainer_lifecycles(args.trainer).items():
+    for name, spec in specs.items():
         path = folder / f"{name}.dot"
         if not path.exists():
             print(f"{name}: no {path}, skipped")
             continue
         report = diagrams.verify(spec, path)
-        print(report.format())
+        print(report.format(verbose=args.verbose))
         ok &= report.ok
         checked += 1
     if checked == 0:
         raise UsageError(f"no <lifecycle>.dot file in {str(folder)!r} to verify against")
+    if not args.verbose:
+        print("(-v lists the extension edges and each lifecycle's roles)")
     return 0 if ok else 1
 
 
