@@ -254,7 +254,10 @@ def _train_phase(trainer: Any, resume: bool, run_dir: str, settings: dict[str, A
     else:
         start()
     if trainer.stopped_by_signal:
-        print(f"stopped by signal {trainer.stopped_by_signal}; resume with --resume --run-dir {run_dir}",
+        import signal
+
+        name = signal.Signals(trainer.stopped_by_signal).name
+        print(f"stopped by signal {name} (a checkpoint was written); resume with --resume --run-dir {run_dir}",
               file=sys.stderr)
         return 128 + int(trainer.stopped_by_signal)
     if _main_process():
