@@ -200,16 +200,19 @@ def check_not_foreign(folder: str | os.PathLike[str], overwrite: bool, cli: bool
         )
 
 
-def claim_fresh(folder: str | os.PathLike[str], trainer: str, overwrite: bool, cli: bool = False) -> None:
+def claim_fresh(folder: str | os.PathLike[str], trainer: str, overwrite: bool, cli: bool = False,
+                dry: bool = False) -> None:
     """A fresh run may start in ``folder`` (the caller holds its lock): refuse another run's
-    directory, or with ``overwrite`` remove that run's files first."""
+    directory, or with ``overwrite`` remove that run's files first. ``dry``: check only (before
+    the lock is taken, so that a refusal leaves the folder exactly as it was)."""
     held = held_run(folder)
     if held is None:
         check_not_foreign(folder, overwrite, cli)
         return
     if not overwrite:
         raise RunDirError(f"{str(folder)} holds {held.describe()}: {_hint(cli, str(folder))}")
-    remove_run(folder)
+    if not dry:
+        remove_run(folder)
 
 
 def remove_run(folder: str | os.PathLike[str]) -> list[str]:
@@ -367,10 +370,11 @@ def open_run(trainer: Any, spec: Any, resume: bool) -> None:
     if folder is None or not _main_process():
         rt.run_id = rt.run_id or new_run_id()
         return
-    check_not_foreign(folder, rt.settings.overwrite)  # before the lock: nothing is written in a foreign folder
+    check_not_foreign(folder, rt.settings.overwrite)
+    _identity(trainer, folder, spec, resume, dry=True)  # a refusal leaves the folder as it was (no lock file)
     acquire(folder)
     try:
-        rt.run_id = _identity(trainer, folder, spec, resume)
+        rt.run_id = _identity(trainer, folder, spec, resume)  # again, now that no other process writes
     except BaseException:
         release(folder)
         raise
@@ -389,7 +393,7 @@ def close_run(trainer: Any, error: BaseException | None) -> None:
         rt.locked_dir = None
 
 
-def _identity(trainer: Any, folder: str, spec: Any, resume: bool) -> str:
+def _identity(trainer: Any, folder: str, spec: Any, resume: bool, dry: bool = False) -> str:
     rt = trainer._statetrainer
     mine: str | None = rt.run_id
     held = held_run(folder)
@@ -401,7 +405,8 @@ def _identity(trainer: Any, folder: str, spec: Any, resume: bool) -> str:
     if not resume and mine is None and same_trainer and spec.name != _main_lifecycle(trainer):
         return held.run_id or new_run_id()  # test() after a training run: the same run's record
     if rt.settings.overwrite:
-        remove_run(folder)
+        if not dry:
+            remove_run(folder)
         return mine or new_run_id()
     if resume:
         raise RunDirError(f"{folder} holds {held.describe()}, not run {short(mine)} that is being resumed: resume "

@@ -11,7 +11,9 @@ the weights); epoch checkpoints on; ``model.pt`` written at the end of training.
   STATE (a real signal through the real handler; the filter counter is checkpointed, so a
   resumed run does not send it again);
 * ``sleep``: seconds each training and evaluation step sleeps (for signals sent from outside);
-* ``test_sleep``: seconds each test step sleeps.
+* ``test_sleep``: seconds each test step sleeps;
+* ``wait_for=PATH``: the third training step waits (at most two minutes) until PATH exists,
+  so that a test can act while the run is certainly in the middle of training.
 
 The CLI prints ``run directory: RUN  status: finished`` at the end of a complete run.
 """
@@ -46,6 +48,7 @@ class Tiny(ConvnetTrainer):
         self._num_epochs = int(self.config.get("epochs", 3))
         self._sleep = float(self.config.get("sleep", 0.0))
         self._test_sleep = float(self.config.get("test_sleep", 0.0))
+        self._wait_for = self.config.get("wait_for")
 
     def get_trainloader(self) -> None:
         g = torch.Generator().manual_seed(1)
@@ -72,6 +75,11 @@ class Tiny(ConvnetTrainer):
 
     def training_step(self) -> None:
         time.sleep(self._sleep)
+        if self._wait_for and self.global_step == 3:
+            for _ in range(12_000):
+                if os.path.exists(self._wait_for):
+                    break
+                time.sleep(0.01)
         self.optimizer_zero_grad()
         self.loss = torch.nn.functional.mse_loss(self.model(self.x), self.y)
         self.loss_backward()

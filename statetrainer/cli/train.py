@@ -139,7 +139,7 @@ def _claimed(args: argparse.Namespace, run_dir: str, trainer_name: str) -> Itera
     if not args.resume:
         if not args.overwrite:
             _check_run_dir(run_dir, trainer_name)
-        rundir.check_not_foreign(run_dir, args.overwrite, cli=True)
+        rundir.claim_fresh(run_dir, trainer_name, args.overwrite, cli=True, dry=True)  # refusals change nothing
     with rundir.locked(run_dir):
         if not args.resume:
             rundir.claim_fresh(run_dir, trainer_name, args.overwrite, cli=True)
