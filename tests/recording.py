@@ -1,8 +1,28 @@
 """A trainer that records its hook calls, and the oracle: DESIGN §2 as plain nested loops.
 
 The oracle is written independently of statetrainer's machine: it is farabio's
-``train()``/``evaluate_epoch()``/``test()`` as ordinary Python loops, with a stop request
-meaning "the next thing that happens is the lifecycle's end hook".
+``train()``/``evaluate_epoch()``/``test()`` as ordinary Python loops. Control requests are
+exceptions that unwind the loops, checked after each state runs (a request made inside a
+state takes effect when the state is done), by priority stop > stop_epoch > skip_batch:
+
+* ``stop``: the next thing that happens is the lifecycle's end hook (``on_train_end``,
+  ``on_test_end``); the run ends ``stopped``.
+* ``stop_epoch``: made inside an epoch's training (from ``on_train_epoch_start`` to the
+  last batch's end), the epoch's remaining batches are skipped and ``on_train_epoch_end``
+  follows; inside an evaluation (from ``on_evaluate_epoch_start`` to its last batch's
+  end), ``on_evaluate_epoch_end`` follows; inside the test items, ``on_test_end``.
+  Made anywhere else it has nothing to cut short and is forgotten.
+* ``skip_batch``: made inside a batch before its end hook (its start hook or its step),
+  the batch's remaining hooks are skipped and the next item (or the loop's end) follows;
+  anywhere else it is forgotten. farabio's ``_next_loop`` in ``on_evaluate_batch_start``
+  is a skip request.
+
+Requests may come from any state, including the compound states the seed draws around
+the hooks; the oracle visits those where the seed's diagrams enter them: ``train`` and
+``train_loop`` once, ``train_epoch`` before the first epoch (later epochs loop from
+``on_epoch_end`` straight to ``on_train_epoch_start``), ``train_batch`` after each
+``on_train_epoch_start``, ``evaluate_epoch`` before each evaluation, ``test`` and
+``test_loop`` once.
 """
 
 from __future__ import annotations
@@ -11,6 +31,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from statetrainer import ConvnetTrainer
+
+#: The control requests, by the name of the trainer method that makes them.
+REQUESTS = ("stop", "stop_epoch", "skip_batch")
+
+#: Where a request is made: (state, epoch, batch index or -1) -> requests made there.
+Position = tuple[str, int, int]
 
 
 @dataclass(frozen=True)
@@ -27,28 +53,73 @@ class Config:
     skip_eval: frozenset[tuple[int, int]] = frozenset()  # (epoch, item index) to skip via _next_loop
     data_parallel: bool = False
     set_iterables: bool = False  # hooks set enumerate(...) iterables, else the loaders are used
-    stop_at: tuple[str, int, int] | None = None  # (hook, epoch, batch index or -1)
+    stop_at: tuple[str, int, int] | None = None  # (hook, epoch, batch index or -1): stop_train() in the hook
+    # (state, epoch, batch index or -1, request): a callback on that state makes the request
+    requests: frozenset[tuple[str, int, int, str]] = frozenset()
+
+    def requested_at(self, position: Position) -> frozenset[str]:
+        """The requests made at ``position`` (a stop_train() from the hook counts as ``stop``)."""
+        made = {r for (*where, r) in self.requests if tuple(where) == position}
+        if self.stop_at == position:
+            made.add("stop")
+        return frozenset(made)
 
 
 class _Stop(Exception):
     pass
 
 
+class _StopEpoch(Exception):
+    pass
+
+
+class _SkipBatch(Exception):
+    pass
+
+
 @dataclass
 class Oracle:
-    """Plain loops that produce the expected hook calls for a :class:`Config`."""
+    """Plain loops that produce the expected hook calls for a :class:`Config`.
+
+    ``calls`` are the hook calls; ``positions`` where each hook ran; ``visits`` every state
+    entered (hooks and compound states) with its position; ``stopped`` whether a stop was
+    requested.
+    """
 
     cfg: Config
     calls: list[tuple[Any, ...]] = field(default_factory=list)
-    positions: list[tuple[str, int, int]] = field(default_factory=list)
+    positions: list[Position] = field(default_factory=list)
+    visits: list[Position] = field(default_factory=list)
+    stopped: bool = False
     epoch: int = 1  # farabio's default _epoch before the loop
 
-    def emit(self, hook: str, *args: Any, batch: int = -1) -> None:
+    def visit(self, state: str, *, batch: int = -1, in_loop: bool = False, in_batch: bool = False,
+              also: frozenset[str] = frozenset()) -> None:
+        """Enter ``state``; then serve the requests made there (and ``also``), by priority."""
+        position = (state, self.epoch, batch)
+        self.visits.append(position)
+        made = self.cfg.requested_at(position) | also
+        if "stop" in made:
+            self.stopped = True
+            raise _Stop
+        if "stop_epoch" in made and in_loop:
+            raise _StopEpoch
+        if "skip_batch" in made and in_batch:
+            raise _SkipBatch
+
+    def emit(self, hook: str, *args: Any, batch: int = -1, in_loop: bool = False, in_batch: bool = False,
+             also: frozenset[str] = frozenset()) -> None:
+        """Call ``hook`` (record it), then serve the requests made in its state."""
         self.calls.append((hook, *args))
         self.positions.append((hook, self.epoch, batch))
-        stop = self.cfg.stop_at
-        if stop is not None and stop == (hook, self.epoch, batch):
-            raise _Stop
+        self.visit(hook, batch=batch, in_loop=in_loop, in_batch=in_batch, also=also)
+
+    def final(self, hook: str) -> None:
+        """The lifecycle's end hook: a stop requested here still makes the run ``stopped``."""
+        self.calls.append((hook,))
+        self.positions.append((hook, self.epoch, -1))
+        self.visits.append((hook, self.epoch, -1))
+        self.stopped |= "stop" in self.cfg.requested_at((hook, self.epoch, -1))
 
     def item(self, kind: str, epoch: int, i: int) -> Any:
         raw = (kind, epoch, i)
@@ -57,51 +128,82 @@ class Oracle:
     def train(self) -> list[tuple[Any, ...]]:
         c = self.cfg
         try:
+            self.visit("train")
             self.emit("on_train_start")
             self.emit("start_logger")
-            for self.epoch in range(c.start_epoch, c.num_epochs + 1):
-                self.emit("on_train_epoch_start")
-                for i in range(c.batches):
-                    self.emit("on_start_training_batch", self.item("train", self.epoch, i), batch=i)
-                    self.emit("training_step", batch=i)
-                    self.emit("on_end_training_batch", batch=i)
-                self.emit("on_train_epoch_end")
+            self.visit("train_loop")
+            epochs = range(c.start_epoch, c.num_epochs + 1)
+            if epochs:
+                self.visit("train_epoch")
+            for self.epoch in epochs:
+                self.train_epoch()
                 if c.has_eval and self.epoch % c.eval_interval == 0:
                     self.evaluate()
                 self.emit("on_epoch_end")
-            self.emit("on_train_end")
         except _Stop:
-            if self.calls[-1] != ("on_train_end",):
-                self.calls.append(("on_train_end",))
+            pass
+        self.final("on_train_end")
         return self.calls
+
+    def train_epoch(self) -> None:
+        try:
+            self.emit("on_train_epoch_start", in_loop=True)
+            self.visit("train_batch", in_loop=True)
+            for i in range(self.cfg.batches):
+                try:
+                    self.emit("on_start_training_batch", self.item("train", self.epoch, i), batch=i,
+                              in_loop=True, in_batch=True)
+                    self.emit("training_step", batch=i, in_loop=True, in_batch=True)
+                    self.emit("on_end_training_batch", batch=i, in_loop=True)
+                except _SkipBatch:
+                    continue
+        except _StopEpoch:
+            pass
+        self.emit("on_train_epoch_end")
 
     def evaluate(self) -> None:
         c = self.cfg
-        self.emit("on_evaluate_epoch_start")
-        for i in range(c.valid_items):
-            item = self.item("valid", self.epoch, i)
-            self.emit("on_evaluate_batch_start", item, batch=i)
-            if (self.epoch, i) in c.skip_eval:
-                continue
-            self.emit("evaluate_batch", item, batch=i)
-            self.emit("on_evaluate_batch_end", batch=i)
+        self.visit("evaluate_epoch")
+        try:
+            self.emit("on_evaluate_epoch_start", in_loop=True)
+            for i in range(c.valid_items):
+                item = self.item("valid", self.epoch, i)
+                try:
+                    self.evaluate_item(item, i)
+                except _SkipBatch:
+                    continue
+        except _StopEpoch:
+            pass
         self.emit("on_evaluate_epoch_end")
+
+    def evaluate_item(self, item: Any, i: int) -> None:
+        skip = frozenset({"skip_batch"}) if (self.epoch, i) in self.cfg.skip_eval else frozenset()  # _next_loop
+        self.emit("on_evaluate_batch_start", item, batch=i, in_loop=True, in_batch=True, also=skip)
+        self.emit("evaluate_batch", item, batch=i, in_loop=True, in_batch=True)
+        self.emit("on_evaluate_batch_end", batch=i, in_loop=True)
 
     def test(self) -> list[tuple[Any, ...]]:
         c = self.cfg
         self.epoch = -1
         try:
+            self.visit("test")
             self.emit("load_parallel_model" if c.data_parallel else "load_model")
             self.emit("on_test_start")
-            for i in range(c.test_items):
-                item = self.item("test", -1, i)
-                self.emit("on_start_test_batch", batch=i)
-                self.emit("test_step", item, batch=i)
-                self.emit("on_end_test_batch", batch=i)
-            self.emit("on_test_end")
+            self.visit("test_loop")
+            try:
+                for i in range(c.test_items):
+                    item = self.item("test", -1, i)
+                    try:
+                        self.emit("on_start_test_batch", batch=i, in_loop=True, in_batch=True)
+                        self.emit("test_step", item, batch=i, in_loop=True, in_batch=True)
+                        self.emit("on_end_test_batch", batch=i, in_loop=True)
+                    except _SkipBatch:
+                        continue
+            except _StopEpoch:
+                pass
         except _Stop:
-            if self.calls[-1] != ("on_test_end",):
-                self.calls.append(("on_test_end",))
+            pass
+        self.final("on_test_end")
         return self.calls
 
 
@@ -120,19 +222,37 @@ class Loader:
 
 
 class RecordingTrainer(ConvnetTrainer):
-    """Records every hook call as ``(hook, *args)``; stops where the config says."""
+    """Records every hook call as ``(hook, *args)``; stops where the config says.
+
+    With ``cfg.requests``, a callback on every state of the train and test lifecycles
+    makes the requests configured for its position, after the state's hook.
+    """
 
     def __init__(self, cfg: Config, **kwargs: Any) -> None:
         self.cfg = cfg
         self.calls: list[tuple[Any, ...]] = []
         self.construction: list[str] = []
         super().__init__({"cfg": cfg}, **kwargs)
+        if cfg.requests:
+            for spec in self.lifecycles().values():
+                for state in spec.state_names:
+                    self.on(state, lambda t, s=state: t._make_requests(s))
 
     def _rec(self, hook: str, *args: Any, batch: int = -1) -> None:
         self.calls.append((hook, *args))
-        epoch = self._epoch if hook not in _TEST_HOOKS else -1
-        if self.cfg.stop_at == (hook, epoch, batch):
+        if self.cfg.stop_at == (hook, self._position_epoch(hook), batch):
             self.stop_train()
+
+    def _position_epoch(self, state: str) -> int:
+        return -1 if state in _TEST_STATES else self._epoch
+
+    def _make_requests(self, state: str) -> None:
+        counter = _BATCH_COUNTER.get(state)
+        position = (state, self._position_epoch(state), getattr(self, counter) if counter else -1)
+        made = {r for (*where, r) in self.cfg.requests if tuple(where) == position}
+        for request in REQUESTS:  # the order made does not matter: the lifecycle's edges set the priority
+            if request in made:
+                getattr(self, request)()
 
     # construction
     def init_attr(self, *args: Any) -> None:
@@ -244,7 +364,14 @@ class RecordingTrainer(ConvnetTrainer):
         self._rec("on_test_end")
 
 
-_TEST_HOOKS = {
-    "load_model", "load_parallel_model", "on_test_start", "on_start_test_batch",
+_TEST_STATES = {
+    "test", "test_loop", "load_model", "load_parallel_model", "on_test_start", "on_start_test_batch",
     "test_step", "on_end_test_batch", "on_test_end",
+}
+
+#: The attribute holding the current item's index, for states inside a batch.
+_BATCH_COUNTER = {
+    **dict.fromkeys(("on_start_training_batch", "training_step", "on_end_training_batch"), "_batch"),
+    **dict.fromkeys(("on_evaluate_batch_start", "evaluate_batch", "on_evaluate_batch_end"), "_vbatch"),
+    **dict.fromkeys(("on_start_test_batch", "test_step", "on_end_test_batch"), "_tbatch"),
 }

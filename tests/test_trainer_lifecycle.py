@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from recording import Config, Oracle, RecordingTrainer
 
 from statetrainer import ConfigurationError, TrainerRunError, lifecycles
+from statetrainer.driver import TraceEntry
 
 configs = st.builds(
     Config,
@@ -40,10 +41,51 @@ def _positions(cfg: Config) -> list[tuple[str, int, int]]:
     return oracle.positions
 
 
-def _pairs_are_transitions(entries: list[str], spec: lifecycles.Lifecycle) -> None:
-    edges = {(e.source, e.target) for e in spec.edges}
-    for a, b in zip(entries, entries[1:]):
-        assert (a, b) in edges, f"{a} -> {b} is not a transition of {spec.name}"
+#: Every combination of requests one state can make.
+REQUEST_SETS = [
+    ("stop",), ("stop_epoch",), ("skip_batch",), ("stop", "stop_epoch"), ("stop", "skip_batch"),
+    ("stop_epoch", "skip_batch"), ("stop", "stop_epoch", "skip_batch"),
+]
+request_sets = st.sampled_from(REQUEST_SETS)
+
+
+#: Configurations with at least one epoch, batch and evaluation item: requests have places to land.
+busy_configs = st.builds(
+    Config,
+    num_epochs=st.integers(1, 3),
+    start_epoch=st.integers(0, 1),
+    batches=st.integers(1, 3),
+    valid_items=st.integers(1, 3),
+    test_items=st.integers(1, 3),
+    has_eval=st.booleans(),
+    eval_interval=st.integers(1, 2),
+    skip_eval=st.frozensets(st.tuples(st.integers(1, 3), st.integers(0, 2)), max_size=3),
+    data_parallel=st.booleans(),
+    set_iterables=st.booleans(),
+)
+
+
+@st.composite
+def configs_with_requests(draw: st.DrawFn, lifecycle: str = "train") -> Config:
+    """A configuration, then one to four states of its uninterrupted run where control requests are made
+    (sometimes none at all, or a stop_train() from a hook as well)."""
+    cfg = draw(st.one_of(busy_configs, configs_with_stop() if lifecycle == "train" else configs))
+    if draw(st.integers(0, 9)) == 0:
+        return cfg
+    oracle = Oracle(cfg)
+    getattr(oracle, lifecycle)()
+    where = draw(st.lists(st.sampled_from(oracle.visits), min_size=1, max_size=4, unique=True))
+    requests = frozenset((*position, r) for position in where for r in draw(request_sets))
+    return dataclasses.replace(cfg, requests=requests)
+
+
+def _entered_by_declared_edges(entries: list[TraceEntry], spec: lifecycles.Lifecycle) -> None:
+    """Each entry after the first was entered by the edge its trace records, from the state before it."""
+    assert entries[0].edge is None
+    for before, entry in zip(entries, entries[1:]):
+        assert entry.edge is not None
+        edge = spec.edges[entry.edge]
+        assert (edge.source, edge.target) == (before.state, entry.state), f"{entry} is not entered by {edge.describe()}"
 
 
 def _check_nesting(calls: list[str]) -> None:
@@ -64,17 +106,22 @@ def _check_nesting(calls: list[str]) -> None:
     assert not stack
 
 
-@given(configs_with_stop())
+@given(configs_with_requests())
 def test_train_hook_calls_equal_the_plain_loops(cfg: Config) -> None:
-    """For any configuration (and any stop point) the hook calls are exactly farabio's loops'."""
+    """For any configuration, and stop/stop_epoch/skip_batch requests (alone or together) from any
+    state, the hook calls, the states entered with their epochs, and the final status are the plain loops'."""
     trainer = RecordingTrainer(cfg)
     trainer.train()
-    assert trainer.calls == Oracle(cfg).train()
-    assert trainer.status == ("stopped" if cfg.stop_at else "finished")
+    oracle = Oracle(cfg)
+    assert trainer.calls == oracle.train()
+    entries = list(trainer.trace)
+    assert [e.state for e in entries] == [state for state, _, _ in oracle.visits]
+    # the entry opening an epoch records the epoch before it (see the xfail test below)
+    assert [(e.state, e.epoch) for e in entries if e.state != "on_train_epoch_start"] == [
+        (state, epoch) for state, epoch, _ in oracle.visits if state != "on_train_epoch_start"]
+    assert trainer.status == ("stopped" if oracle.stopped else "finished")
     assert trainer.state is None
-    states = [e.state for e in trainer.trace]
-    assert states[0] == "train" and states[-1] == "on_train_end"
-    _pairs_are_transitions(states, lifecycles.TRAIN)
+    _entered_by_declared_edges(entries, lifecycles.TRAIN)
 
 
 @given(configs)
@@ -92,17 +139,51 @@ def test_start_end_hooks_nest_and_counts_are_right(cfg: Config) -> None:
     assert trainer.global_step == epochs * cfg.batches
 
 
-@given(configs, st.data())
-def test_test_hook_calls_equal_the_plain_loops(cfg: Config, data: st.DataObject) -> None:
-    """test() loads the right model, loops over the test items, and honours a stop."""
-    oracle = Oracle(cfg)
-    oracle.test()
-    if data.draw(st.booleans()):
-        cfg = dataclasses.replace(cfg, stop_at=data.draw(st.sampled_from(oracle.positions)))
+@given(configs_with_requests("test"))
+def test_test_hook_calls_equal_the_plain_loops(cfg: Config) -> None:
+    """test() loads the right model, loops over the test items, and honours requests from any state."""
     trainer = RecordingTrainer(cfg)
     trainer.test()
-    assert trainer.calls == Oracle(cfg).test()
-    _pairs_are_transitions([e.state for e in trainer.trace], lifecycles.TEST)
+    oracle = Oracle(cfg)
+    assert trainer.calls == oracle.test()
+    entries = list(trainer.trace)
+    assert [e.state for e in entries] == [state for state, _, _ in oracle.visits]
+    assert trainer.status == ("stopped" if oracle.stopped else "finished")
+    _entered_by_declared_edges(entries, lifecycles.TEST)
+
+
+@pytest.mark.parametrize("made", REQUEST_SETS, ids="+".join)
+@pytest.mark.parametrize("lifecycle", ["train", "test"])
+def test_every_request_combination_from_every_state_matches_the_loops(lifecycle: str, made: tuple[str, ...]) -> None:
+    """The requests ``made`` in any one state a two-epoch run enters (each epoch, batch and
+    evaluation item) lead to the plain loops' hook calls, states and status."""
+    base = Config(num_epochs=2, batches=2, valid_items=2, test_items=2, skip_eval=frozenset({(2, 1)}))
+    oracle = Oracle(base)
+    getattr(oracle, lifecycle)()
+    for position in dict.fromkeys(oracle.visits):
+        cfg = dataclasses.replace(base, requests=frozenset((*position, r) for r in made))
+        trainer = RecordingTrainer(cfg)
+        getattr(trainer, lifecycle)()
+        expected = Oracle(cfg)
+        assert trainer.calls == getattr(expected, lifecycle)(), position
+        assert [e.state for e in trainer.trace] == [v[0] for v in expected.visits], position
+        assert trainer.status == ("stopped" if expected.stopped else "finished"), position
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "package bug: Driver._loop writes a state's trace entry before the state's calls run, and the "
+    "epoch/item bookkeeping is one of those calls, so on_train_epoch_start records the previous epoch "
+    "(1 when entering epoch 2) and an item-taking state (on_start_training_batch, on_evaluate_batch_start, "
+    "on_start_test_batch) the previous item's index (None for the first item)"))
+def test_trace_entries_carry_the_epoch_and_item_their_hooks_see() -> None:
+    """The trace entry of each epoch and batch state records the epoch and item index its hook runs with."""
+    states = ("on_train_epoch_start", "on_start_training_batch", "training_step", "on_end_training_batch")
+    trainer = RecordingTrainer(Config(num_epochs=2, batches=2, has_eval=False))
+    seen: list[tuple[str, int, int | None]] = []
+    for state in states:
+        trainer.on(state, lambda t, s=state: seen.append((s, t._epoch, None if s == states[0] else t._batch)))
+    trainer.train()
+    assert [(e.state, e.epoch, e.batch) for e in trainer.trace if e.state in states] == seen
 
 
 def test_construction_order_and_defaults() -> None:
