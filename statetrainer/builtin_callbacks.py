@@ -26,7 +26,7 @@ from typing import Any
 
 from statetrainer._errors import ConfigurationError, UnknownStateError, close_matches
 from statetrainer.callbacks import ON_EXCEPTION, Handle, at, attached_where
-from statetrainer.roles import BATCH_END, EPOCH_END, EPOCH_START
+from statetrainer.roles import BATCH_END, EPOCH_END
 
 _NOT_STATES = {"setup", "teardown", "state_dict", "load_state_dict"}
 
@@ -283,91 +283,161 @@ class ModelCheckpoint(Callback):
 
 
 class ProgressBar(Callback):
-    """A tqdm bar per epoch showing lifecycle, state, epoch, batch and loss.
+    """A tqdm bar per pass over each data feed: training, validation and test alike.
 
-    The loss shown is read every ``refresh_every`` batches only, so the bar does not
-    force a host-device sync on every batch.
+    The bars follow the running lifecycle's feeds (:class:`~statetrainer.spec.Feed`): a bar
+    opens where a feed's loop begins, advances on each item taken, and closes where the
+    loop ends — on any lifecycle that declares feeds. The postfix shows the live state and
+    the item being processed (redrawn every ``live_interval`` seconds on a terminal, so a
+    slow step shows where it is), and the loss, read every ``refresh_every`` items only (no
+    host-device sync per batch). ``feeds`` limits the bars to the named feeds.
+
+    While a bar is open, ``print()`` from a hook or callback goes above the bars instead of
+    breaking them (standard output is routed through tqdm's clear-and-redraw).
     """
 
-    def __init__(self, refresh_every: int = 20, leave: bool = False, file: Any = None) -> None:
-        self.refresh_every, self.leave, self.file = refresh_every, leave, file
-        self.bar: Any = None
+    def __init__(self, refresh_every: int = 20, leave: bool = False, file: Any = None,
+                 feeds: Any = None, live_interval: float = 0.5) -> None:
+        self.refresh_every, self.leave, self.file, self.live_interval = refresh_every, leave, file, live_interval
+        self.feeds = None if feeds is None else set(feeds)
+        self.bars: dict[str, Any] = {}
+        self._loss = ""
+        self._bindings: dict[str, list[tuple[str, str]]] = {}
+        self._printer: Any = None  # statetrainer._progress.PrintAboveBars while bars are open
+        self._refresher: Any = None  # statetrainer._progress.Refresher on a terminal
+        self._trainer: Any = None
 
-    @at(EPOCH_START)
-    def open(self, trainer: Any) -> None:
-        """A new bar for the epoch, as long as the training data."""
-        from tqdm.auto import tqdm
+    @property
+    def bar(self) -> Any:
+        """The bar of the training feed (0.1's single bar), or ``None``."""
+        return next(iter(self.bars.values()), None)
 
-        self._close()
+    def setup(self, trainer: Any) -> None:
+        """Attach to the states that open, take from and leave each feed of the trainer's lifecycles."""
+        from statetrainer import _progress
+
+        self._trainer = trainer
+        self._bindings = _progress.feed_bindings(type(trainer).lifecycles().values(), self.feeds)
+        for state in self._bindings:
+            trainer._statetrainer.registry.add(state, self._enter)
+
+    def _enter(self, trainer: Any) -> None:
+        """A state of a feed's loop: open, advance or close that feed's bar."""
         rt = trainer._statetrainer
-        feed = rt.step_feed
-        source = getattr(trainer, feed.spec.loader, None) if feed is not None and feed.spec.loader else None
-        total = getattr(trainer, rt.spec.epochs.total, None) if rt.spec is not None else None
-        self.bar = tqdm(total=_length(source), leave=self.leave, file=self.file, dynamic_ncols=True,
-                        desc=f"{rt.driver.position.lifecycle} epoch {_epoch(trainer)}/{total}")
+        for action, feed in self._bindings.get(rt.driver.position.state_name or "", ()):
+            if action == "open":
+                self._open(trainer, feed)
+            elif action == "take":
+                self._advance(trainer, feed)
+            else:
+                self._close_bar(feed)
 
-    @at(BATCH_END)
-    def advance(self, trainer: Any) -> None:
-        """One training item done; refresh the postfix every ``refresh_every`` items."""
-        if self.bar is None:
+    def _open(self, trainer: Any, feed: str) -> None:
+        from statetrainer import _progress
+
+        self._close_bar(feed)
+        rt = trainer._statetrainer
+        spec = rt.spec.feed(feed) if rt.spec is not None and feed in [f.name for f in rt.spec.feeds] else None
+        total = _progress.feed_length(trainer, spec)
+        training = spec is not None and spec.counts_steps
+        self.bars[feed] = _progress.live_bar(
+            total=total, leave=self.leave, file=self._stream(), desc=_progress.describe(trainer, feed, spec),
+            live=lambda bar: _progress.postfix(trainer, bar, self._loss if training else ""))
+        self._start_helpers()
+
+    def _advance(self, trainer: Any, feed: str) -> None:
+        bar = self.bars.get(feed)
+        if bar is None:
             return
-        self.bar.update(1)
-        if self.bar.n % self.refresh_every == 0:
+        bar.update(1)
+        if bar.n % self.refresh_every == 0:
             loss = getattr(trainer, "loss", None)
-            post = {"state": trainer._statetrainer.driver.position.state_name, "batch": self.bar.n}
             if loss is not None:
-                post["loss"] = f"{float(loss.detach() if hasattr(loss, 'detach') else loss):.4f}"
-            self.bar.set_postfix(post, refresh=False)
+                self._loss = f"{float(loss.detach() if hasattr(loss, 'detach') else loss):.4f}"
 
-    @at(EPOCH_END)
-    def close(self, trainer: Any) -> None:
-        """The epoch is over: close its bar."""
-        self._close()
+    def _stream(self) -> Any:
+        import sys
+
+        if self.file is not None:
+            return self.file
+        return sys.stderr
+
+    def _start_helpers(self) -> None:
+        from statetrainer import _progress
+
+        if self._printer is None:
+            self._printer = _progress.PrintAboveBars.install(self.bars)
+        if self._refresher is None and self.live_interval > 0 and _progress.is_terminal(self._stream()):
+            self._refresher = _progress.Refresher(self.bars, self.live_interval)
 
     def teardown(self, trainer: Any) -> None:
-        self._close()
+        for feed in list(self.bars):
+            self._close_bar(feed)
+        if self._refresher is not None:
+            self._refresher.stop()
+            self._refresher = None
+        if self._printer is not None:
+            self._printer.uninstall()
+            self._printer = None
 
-    def _close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def _length(loader: Any) -> int | None:
-    try:
-        return len(loader)
-    except TypeError:
-        return None
+    def _close_bar(self, feed: str) -> None:
+        bar = self.bars.pop(feed, None)
+        if bar is not None:
+            bar.close()
 
 
 class CSVLogger(Callback):
-    """Append one row per epoch (epoch, seconds since the run started, every logged metric) to ``path``."""
+    """One row per epoch (epoch, seconds since the run started, every logged metric) in ``path``.
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    ``path`` defaults to ``RUN_DIR/metrics.csv``, rewritten atomically each epoch. Values
+    logged with ``trainer.log(name, value, on_step=True)`` also go, one row per value, to
+    ``steps_path`` (default: ``metrics_steps.csv`` beside ``path``) with the columns
+    ``step,epoch,metric,value``; that file grows by appending at each epoch's end, and a
+    resumed run first cuts it back to what its checkpoint had written.
+    """
+
+    STEP_FIELDS = ("step", "epoch", "metric", "value")
+
+    def __init__(self, path: str | os.PathLike[str] | None = None,
+                 steps_path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path else None
+        self.steps_path = Path(steps_path) if steps_path else None
         self.rows: list[dict[str, Any]] = []
+        self.steps_written = 0
+        self._trim = False
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rows": [dict(r) for r in self.rows]}
+        return {"rows": [dict(r) for r in self.rows], "steps_written": self.steps_written}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rows = [dict(r) for r in state["rows"]]
+        self.steps_written = int(state.get("steps_written", 0))
+        self._trim = True
 
     @at(EPOCH_END)
     def write_row(self, trainer: Any) -> None:
-        """Add this epoch's row and rewrite the file atomically."""
+        """Add this epoch's row and rewrite the file atomically; append this epoch's step values."""
         from statetrainer._runtime import elapsed_since
 
         rt = trainer._statetrainer
         row = {"epoch": _epoch(trainer), "seconds": elapsed_since(rt.started)}
         row.update(rt.metrics.compute())
         self.rows.append(row)
-        run_dir = rt.settings.run_dir
-        path = self.path or (Path(run_dir) / "metrics.csv" if run_dir else None)
+        steps = rt.metrics.steps()
+        path = self._path(trainer)
         from statetrainer import parallel
 
         if path is None or not parallel.is_main_process():
             return
+        self._write_epochs(path)
+        if steps:
+            self._append_steps(self.steps_path or path.with_name(path.stem + "_steps.csv"), steps, _epoch(trainer))
+
+    def _path(self, trainer: Any) -> Path | None:
+        run_dir = trainer._statetrainer.settings.run_dir
+        return self.path or (Path(run_dir) / "metrics.csv" if run_dir else None)
+
+    def _write_epochs(self, path: Path) -> None:
         fields: list[str] = []
         for r in self.rows:
             fields += [k for k in r if k not in fields]
@@ -384,9 +454,39 @@ class CSVLogger(Callback):
 
         atomic_write(path, write)
 
+    def _append_steps(self, path: Path, steps: list[tuple[int, str, float]], epoch: int | None) -> None:
+        if self._trim or self.steps_written == 0:
+            self._cut_steps(path)
+        new = not path.exists()
+        with path.open("a", newline="") as handle:
+            writer = csv.writer(handle)
+            if new:
+                writer.writerow(self.STEP_FIELDS)
+            writer.writerows((step, epoch, name, value) for step, name, value in steps)
+        self.steps_written += len(steps)
+
+    def _cut_steps(self, path: Path) -> None:
+        """Keep the header and the first ``steps_written`` rows (a resumed run's, or none for a new run)."""
+        self._trim = False
+        if not path.exists():
+            return
+        keep = path.read_text().splitlines(keepends=True)[: 1 + self.steps_written] if self.steps_written else []
+        from statetrainer.checkpoint import atomic_write
+
+        def write(handle: Any) -> None:
+            handle.write("".join(keep).encode())
+
+        atomic_write(path, write)
+        if not keep:
+            path.unlink()
+
 
 class TensorBoardLogger(Callback):
-    """Write every logged metric per epoch as TensorBoard scalars (needs ``tensorboard``)."""
+    """Write every logged metric per epoch as TensorBoard scalars (needs ``tensorboard``).
+
+    Epoch means are written at step = epoch; values logged with ``on_step=True`` are written
+    at step = the global step under ``<name>_step`` (at each epoch's end: no sync per batch).
+    """
 
     def __init__(self, log_dir: str | os.PathLike[str] | None = None) -> None:
         self.log_dir = log_dir
@@ -403,7 +503,7 @@ class TensorBoardLogger(Callback):
 
     @at(EPOCH_END)
     def write_scalars(self, trainer: Any) -> None:
-        """This epoch's means as scalars at step = epoch."""
+        """This epoch's means as scalars at step = epoch, and its step values at their global step."""
         rt = trainer._statetrainer
         if self.writer is None:
             run_dir = rt.settings.run_dir
@@ -411,6 +511,8 @@ class TensorBoardLogger(Callback):
             self.writer = self._writer_cls(log_dir=str(folder))
         for name, value in rt.metrics.compute().items():
             self.writer.add_scalar(name, value, _epoch(trainer))
+        for step, name, value in rt.metrics.steps():
+            self.writer.add_scalar(f"{name}_step", value, step)
         self.writer.flush()
 
     def teardown(self, trainer: Any) -> None:

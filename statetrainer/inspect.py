@@ -316,22 +316,6 @@ def dump_debug(trainer: Any) -> str:
     return text
 
 
-def breakpoint_callback(where: Any, debugger: Any = None) -> Any:
-    """The callback ``break_on`` attaches: ``debugger(trainer)``, else pdb in the caller's frame."""
-
-    def breakpoint_(trainer: Any) -> None:
-        if debugger is not None:
-            debugger(trainer)
-            return
-        import pdb
-        import sys
-
-        pdb.Pdb().set_trace(sys._getframe(1))
-
-    breakpoint_.__qualname__ = f"break_on({str(where)!r})"
-    return breakpoint_
-
-
 def lifecycles_data(trainer: Any) -> dict[str, Any]:
     """What ``lifecycles.json`` holds: every lifecycle of ``trainer``'s class, as spec data."""
     cls = type(trainer)

@@ -36,9 +36,10 @@ import torch
 from statetrainer import lifecycles
 from statetrainer._errors import ConfigurationError
 from statetrainer._program import CompoundHook, overridden_compounds
-from statetrainer._runtime import Runtime, Settings
+from statetrainer._runtime import Runtime, Settings, main_lifecycle
 from statetrainer.callbacks import Handle, check_signature
 from statetrainer.driver import Trace
+from statetrainer.metrics import MetricsHistory
 from statetrainer.roles import Role
 from statetrainer.spec import Lifecycle
 
@@ -99,6 +100,8 @@ class ConvnetTrainer:
         handle_signals: bool = True,
         status_interval: float = 0.5,
         overwrite: bool = False,
+        num_epochs: int | None = None,
+        epochs: int | None = None,
     ) -> None:
         settings = Settings(
             run_dir=None if run_dir is None else str(run_dir), checkpoint_every=checkpoint_every,
@@ -114,6 +117,11 @@ class ConvnetTrainer:
         rt.driver.serve = lambda program, state: serve(self, program, state)
         self.config = config
         self.default_attr()
+        from statetrainer import _checks
+
+        farabio_names = set(vars(self))
+        _checks.apply_epoch_count(self, main_lifecycle(type(self)).epochs.total,
+                                  {"num_epochs": num_epochs, "epochs": epochs})
         self.init_attr()
         from statetrainer import parallel
 
@@ -127,6 +135,13 @@ class ConvnetTrainer:
             self.build_parallel_model()
         else:
             self.build_model()
+        _checks.check_attributes(self, farabio_names)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        from statetrainer._checks import check_hook_names
+
+        check_hook_names(cls)
 
     # ------------------------------------------------------------------ attributes
     def default_attr(self, *args: Any) -> None:
@@ -431,18 +446,26 @@ class ConvnetTrainer:
         return snapshot(self)
 
     # ------------------------------------------------------------------ metrics
-    def log(self, name: str, value: Any) -> None:
-        """Add ``value`` to ``name``'s mean for this epoch; tensors are not synced per batch."""
-        self._statetrainer.metrics.log(name, value)
+    def log(self, name: str, value: Any, *, on_step: bool = False, on_epoch: bool = True) -> None:
+        """Log one number (a float or a one-element tensor; checked now, without a device sync).
+
+        ``on_epoch``: add it to ``name``'s mean for this epoch. ``on_step``: also keep it
+        with the global step, for ``CSVLogger``/``TensorBoardLogger`` (converted at the
+        epoch's end: no sync per batch).
+        """
+        rt = self._statetrainer
+        rt.metrics.log(name, value, on_step=on_step, on_epoch=on_epoch, step=rt.driver.position.global_step)
 
     def metrics(self) -> dict[str, float]:
-        """Means of the values logged so far this epoch (after ``on_epoch_end``: the next epoch's)."""
-        return self._statetrainer.metrics.compute()
+        """The latest means: this epoch's once something is logged in it, else the last finished
+        epoch's (so after ``train()`` the last epoch's)."""
+        return self._statetrainer.metrics.latest()
 
     @property
-    def metrics_history(self) -> list[dict[str, float]]:
-        """One dict per finished epoch: ``epoch`` and the mean of each logged metric."""
-        return self._statetrainer.metrics.history
+    def metrics_history(self) -> MetricsHistory:
+        """One dict per finished epoch (``epoch`` and each metric's mean); call it, like ``metrics()``,
+        or read it as an attribute (0.1's spelling): both give the same list."""
+        return MetricsHistory(self._statetrainer.metrics.history)
 
     # ------------------------------------------------------------------ callbacks
     def observe(self, fn: Callable[[str, str], Any]) -> Callable[[str, str], Any]:
@@ -504,12 +527,16 @@ class ConvnetTrainer:
     # ------------------------------------------------------------------ debugging
     def break_on(
         self, state: str | Role, when: Callable[[Any], bool] | None = None,
-        debugger: Callable[[Any], Any] | None = None,
+        debugger: Any = None,
     ) -> Handle:
-        """Enter the debugger (pdb, or ``debugger(trainer)``) on entry to ``state``, before its hook."""
-        from statetrainer.inspect import breakpoint_callback
+        """Stop in pdb on entry to ``state``, before its hook, with ``trainer`` and ``item`` in scope.
 
-        return self._statetrainer.registry.add(state, breakpoint_callback(state, debugger), order=-(10**9), when=when)
+        When the hook is your method, ``c`` stops again on its first line. ``debugger`` is a
+        ``pdb.Pdb`` instance to use, or a function called as ``debugger(trainer)`` instead.
+        """
+        from statetrainer._debug import break_callback
+
+        return self._statetrainer.registry.add(state, break_callback(state, debugger), order=-(10**9), when=when)
 
     def dump_debug(self) -> str:
         """The snapshot and every thread's Python stack, as text; also logged (``debug_dump``)."""
