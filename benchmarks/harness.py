@@ -15,11 +15,11 @@ Every figure is a *slope*: each case runs at two sizes ``n1 < n2`` and the cost 
 * Instructions: :func:`count_instructions` starts each group of cases in its own process
   under ``valgrind --tool=callgrind --instr-atstart=no`` (nothing is simulated during imports
   and set-up). That process, this module run as ``--callgrind-worker``, switches
-  instrumentation on just before the timed call and off just after it with
-  ``callgrind_control`` (a child process, spawned and waited for outside the counted region
-  except for its last and first few hundred thousand instructions), then dumps the counters
-  under a label. The constant cost of the switch is measured as an empty timed call and
-  subtracted. Counts are deterministic for a given machine, binary and input.
+  instrumentation on just before the timed call and off just after it with valgrind's
+  ``vgdb`` (what ``callgrind_control -i on|off`` runs; see :class:`_Switch`), then dumps the
+  counters under a label. The switch's own cost (about 12,000 instructions: the end of one
+  ``vgdb`` child's wait and the start of the next one's spawn) is measured as an empty timed
+  call and subtracted. Counts are deterministic for a given machine, binary and input.
 """
 
 from __future__ import annotations

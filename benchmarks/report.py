@@ -3,6 +3,7 @@
     python benchmarks/report.py                      # measure everything (~30 min), write BENCHMARKS.md
     python benchmarks/report.py --smoke -o out.md    # a few seconds per script, numbers meaningless
     python benchmarks/report.py --from-json DIR      # re-render from the scripts' --json files in DIR
+    python benchmarks/report.py --keep-json DIR --scripts callbacks   # re-measure one, keep the rest
 
 Each table is printed with the exact command that reproduces it, its date, and the machine.
 Nothing here is a number of its own: every figure comes from a script's ``--json`` output.
@@ -75,9 +76,11 @@ NOISE = """\
 """
 
 
-def run_scripts(folder: Path, smoke: bool) -> None:
-    """Run every script with ``--json`` into ``folder`` (``--smoke`` for a quick check)."""
+def run_scripts(folder: Path, smoke: bool, only: set[str] | None = None) -> None:
+    """Run the scripts (all, or those in ``only``) with ``--json`` into ``folder``."""
     for name, args, _, _ in SCRIPTS:
+        if only is not None and name not in only:
+            continue
         command = [sys.executable, str(HERE / f"{name}.py"), *(["--smoke"] if smoke else args),
                    "--json", str(folder / f"{name}.json")]
         print(f"running {' '.join(command[1:])}", file=sys.stderr, flush=True)
@@ -141,15 +144,21 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="run the scripts in smoke mode")
     parser.add_argument("--from-json", help="render from this folder's JSON files; run nothing")
     parser.add_argument("--keep-json", help="keep the scripts' JSON files in this folder")
+    parser.add_argument("--scripts", help="comma-separated: run only these (with --keep-json: the others' "
+                                          "results already there are kept)")
     parser.add_argument("-o", "--output", default=str(ROOT / "BENCHMARKS.md"))
     args = parser.parse_args()
+    names = {name for name, *_ in SCRIPTS}
+    only = set(args.scripts.split(",")) if args.scripts else None
+    if only and not only <= names:
+        parser.error(f"--scripts: unknown {sorted(only - names)}; known: {sorted(names)}")
     if args.from_json:
         text = render(Path(args.from_json))
     else:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(args.keep_json or tmp)
             folder.mkdir(parents=True, exist_ok=True)
-            run_scripts(folder, args.smoke)
+            run_scripts(folder, args.smoke, only)
             text = render(folder)
     Path(args.output).write_text(text)
     print(f"wrote {args.output}")

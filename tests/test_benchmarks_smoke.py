@@ -39,6 +39,8 @@ class Run:
 
     def check(self) -> str:
         assert self.returncode == 0, f"exit {self.returncode}\n{self.stdout[-3000:]}\n{self.stderr[-3000:]}"
+        # an exception in a thread (the status writer) does not change the exit status
+        assert "Traceback" not in self.stderr, self.stderr[-3000:]
         return self.stdout
 
 
