@@ -14,6 +14,7 @@ Torch-free.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -141,6 +142,7 @@ class RunRecorder:
     def start(self) -> None:
         """A run starts: write the lifecycles and the status, start sampling the position."""
         self._started_wall = time.time()
+        _reserve(self.folder / RESERVE_FILE)
         write_json_atomic(self.folder / LIFECYCLES_FILE, lifecycles_data(self.trainer))
         self.write()
         self._stop.clear()
@@ -157,10 +159,20 @@ class RunRecorder:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        reserve = self.folder / RESERVE_FILE
         try:
-            self.write(error)
+            try:
+                self.write(error)
+            except OSError:
+                if not reserve.exists():
+                    raise
+                reserve.unlink()  # a full disk: the room kept for this last status
+                self.write(error)
         except OSError as exc:
             self.trainer._statetrainer.log.warning("status_not_written", folder=str(self.folder), error=str(exc))
+        finally:
+            with contextlib.suppress(OSError):
+                reserve.unlink(missing_ok=True)
 
     def _sample(self) -> None:
         pos = self.trainer._statetrainer.driver.position
@@ -222,6 +234,18 @@ class RunRecorder:
                 handle.write("".join(trace_line(e, run_id) for e in entries))
             self._lines += len(entries)
         self._written = trace.total
+
+
+#: Room kept on the run directory's disk while a run writes, so that the final status.json
+#: (status ``failed``, with the error) can be written when the disk fills up.
+RESERVE_FILE = ".reserve"
+RESERVE_BYTES = 64 * 1024
+
+
+def _reserve(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        with path.open("wb") as handle:
+            handle.write(bytes(RESERVE_BYTES))
 
 
 def trace_line(entry: Any, run_id: str | None) -> str:

@@ -48,7 +48,7 @@ CHECKPOINT_DIR = "checkpoints"
 #: Files of a run directory that statetrainer writes (``overwrite`` removes these only).
 OWN_FILES = (
     RUN_FILE, STATUS_FILE, "trace.jsonl", "events.jsonl", "metrics.csv", "lifecycles.json",
-    "lifecycle.dot", "lifecycle.svg", "dumps.txt", "model.pt",
+    "lifecycle.dot", "lifecycle.svg", "dumps.txt", "model.pt", ".reserve",
 )
 #: Per-rank files of a data-parallel run.
 OWN_PATTERNS = ("status.rank*.json", "failure.rank*.json")
@@ -188,6 +188,8 @@ def _hint(cli: bool, folder: str) -> str:
 
 def check_not_foreign(folder: str | os.PathLike[str], overwrite: bool, cli: bool = False) -> None:
     """Refuse a non-empty directory that holds no statetrainer run (unless ``overwrite``)."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise RunDirError(f"{str(folder)} is a file, not a directory: choose a run directory (new or empty)")
     if overwrite or held_run(folder) is not None:
         return
     entries = foreign_entries(folder)

@@ -54,10 +54,14 @@ def status(run_dir: Path) -> dict[str, Any]:
 
 
 def tree(folder: Path) -> dict[str, tuple[str, int]]:
-    """Every file under ``folder``: its content hash and mtime (to show nothing changed)."""
+    """Every file under ``folder``: its content hash and mtime (to show nothing changed).
+
+    ``.lock`` is left out: it is the directory's mutex, and every writer that takes it notes
+    its pid there (a refused --resume takes it before it reads the checkpoint).
+    """
     out = {}
     for path in sorted(folder.rglob("*")):
-        if path.is_file():
+        if path.is_file() and path.name != ".lock":
             out[str(path.relative_to(folder))] = (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
     return out
 

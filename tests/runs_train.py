@@ -6,7 +6,7 @@
 Shuffling loader with its own generator, dropout and momentum (so an inexact resume shows in
 the weights); epoch checkpoints on; ``model.pt`` written at the end of training. Config:
 
-* ``epochs``, ``hidden`` (the model's size), ``batches`` (training batches per epoch);
+* ``epochs``, ``hidden`` (the model's size), ``lr``, ``batches`` (training batches per epoch);
 * ``signal_at=STATE:N:SIGNAME``: the process sends itself that signal on the N-th entry of
   STATE (a real signal through the real handler; the filter counter is checkpointed, so a
   resumed run does not send it again);
@@ -68,7 +68,7 @@ class Tiny(ConvnetTrainer):
         hidden = int(self.config.get("hidden", 16))
         self.model = torch.nn.Sequential(torch.nn.Linear(8, hidden), torch.nn.ReLU(), torch.nn.Dropout(0.2),
                                          torch.nn.Linear(hidden, 1))
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.05, momentum=0.9)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=float(self.config.get("lr", 0.05)), momentum=0.9)
 
     def on_start_training_batch(self, args: Any) -> None:
         self.x, self.y = args

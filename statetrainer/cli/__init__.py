@@ -13,6 +13,7 @@ import argparse
 import importlib
 import importlib.util
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,13 +42,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    try:
-        return _main(args)
-    finally:
-        if "torch" in sys.modules:
-            from statetrainer import parallel
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_line  # a warning is one line too (e.g. a corrupt checkpoint skipped)
+        try:
+            return _main(args)
+        finally:
+            if "torch" in sys.modules:
+                from statetrainer import parallel
 
-            parallel.destroy()
+                parallel.destroy()
+
+
+def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    text = " ".join(str(message).split())
+    print(f"statetrainer: warning: {text}", file=sys.stderr if file is None else file)
 
 
 def _main(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ import datetime
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +56,24 @@ def _observe(trainer: Any, args: argparse.Namespace, run_dir: str) -> Any:
     from statetrainer.builtin_callbacks import StateTimer
 
     _log.configure(args.log_level)
+    import structlog
+
+    # The command reports a failed run itself, in one line: the console does not repeat it.
+    structlog.configure(processors=[_drop_run_failed, *structlog.get_config()["processors"]])
     trainer.log_transitions = args.log_level == "debug"
     if not args.profile:
         return None
     timer = StateTimer()
     trainer.add_callback(timer)
     return timer
+
+
+def _drop_run_failed(_: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    import structlog
+
+    if event.get("event") == "run_failed":
+        raise structlog.DropEvent
+    return event
 
 
 def _print_profile(timer: Any) -> None:
@@ -96,6 +108,8 @@ def _demo(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         trainer = demo.build(config, run_dir, checkpoint_every=config.checkpoint_every)
         trainer._statetrainer.run_id = settings["run_id"]
+        if saved is None:  # built without error: now the run directory gets its settings
+            _save_settings(run_dir, settings)
         timer = _observe(trainer, args, run_dir)
         code = _train_phase(trainer, args.resume, run_dir, settings)
         if code:
@@ -147,19 +161,12 @@ def _claimed(args: argparse.Namespace, run_dir: str, trainer_name: str) -> Itera
 
 
 def _new_settings(run_dir: str, trainer_name: str, config: dict[str, Any]) -> dict[str, Any]:
-    """A fresh run's settings, written to RUN_DIR/run.json (rank 0); paths relative to the run directory."""
+    """A fresh run's settings (written by :func:`_save_settings` once the trainer is built);
+    no path to the run directory inside: a copied or moved directory resumes where it is."""
     from statetrainer import rundir
-    from statetrainer.inspect import write_json_atomic
 
-    settings = {"format": RUN_FORMAT, "run_id": rundir.new_run_id(), "trainer": trainer_name, "config": config,
-                "train_finished": False}
-    if _main_process():
-        path = Path(run_dir) / RUN_FILE
-        try:
-            write_json_atomic(path, settings)
-        except OSError as exc:
-            raise rundir.unwritable(run_dir, exc) from None
-    return {**settings, "run_dir": run_dir}
+    return {"format": RUN_FORMAT, "run_id": rundir.new_run_id(), "trainer": trainer_name, "config": config,
+            "train_finished": False, "run_dir": run_dir}
 
 
 def _saved_settings(args: argparse.Namespace, run_dir: str, trainer_name: str, check_config: Any) -> dict[str, Any]:
@@ -260,8 +267,7 @@ def _train_phase(trainer: Any, resume: bool, run_dir: str, settings: dict[str, A
         print(f"stopped by signal {name} (a checkpoint was written); resume with --resume --run-dir {run_dir}",
               file=sys.stderr)
         return 128 + int(trainer.stopped_by_signal)
-    if _main_process():
-        _save_settings(run_dir, {**settings, "train_finished": True})
+    _save_settings(run_dir, {**settings, "train_finished": True})
     return 0
 
 
@@ -275,9 +281,16 @@ def _check_resumable(run_dir: str) -> None:
 
 
 def _save_settings(run_dir: str, settings: dict[str, Any]) -> None:
+    """Write RUN_DIR/run.json atomically (rank 0); a folder that cannot be written is one line."""
+    from statetrainer import rundir
     from statetrainer.inspect import write_json_atomic
 
-    write_json_atomic(Path(run_dir) / RUN_FILE, {k: v for k, v in settings.items() if k != "run_dir"})
+    if not _main_process():
+        return
+    try:
+        write_json_atomic(Path(run_dir) / RUN_FILE, {k: v for k, v in settings.items() if k != "run_dir"})
+    except OSError as exc:
+        raise rundir.unwritable(run_dir, exc) from None
 
 
 def _test_stopped(trainer: Any, run_dir: str) -> int:
@@ -351,6 +364,8 @@ def _run(args: argparse.Namespace) -> int:
         config = AttrDict(settings["config"]["values"])
         trainer = cls(config, run_dir=run_dir, checkpoint_every=settings["config"]["checkpoint_every"])
         trainer._statetrainer.run_id = settings.get("run_id")
+        if saved is None:
+            _save_settings(run_dir, settings)
         timer = _observe(trainer, args, run_dir)
         if args.mode in ("train", "both"):
             code = _train_phase(trainer, args.resume, run_dir, settings)
