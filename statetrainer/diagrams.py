@@ -357,12 +357,12 @@ class VerifyReport:
         )
 
     def summary(self) -> str:
-        """One line: the verdict and what was compared."""
+        """Three lines: the verdict, what was compared, the roles."""
         drawn = "drawn" if not self.undrawn else f"{len(self.undrawn)} NOT DRAWN"
         counts = (f"{_count(self.states, 'state')}, {_count(self.seed_edges, 'seed edge')}, "
-                  f"{_count(self.labels, 'loop label')}, {_count(len(self.extensions), 'extension edge')}")
-        return (f"{self.lifecycle}: {'OK' if self.ok else 'MISMATCH'} against {self.diagram} ({counts}); "
-                f"roles {drawn}: {self.role_summary or 'none'}")
+                  f"{_count(self.labels, 'loop label')}; {_count(len(self.extensions), 'extension edge')} apart")
+        return (f"{self.lifecycle}: {'OK' if self.ok else 'MISMATCH'} against {self.diagram}\n"
+                f"  compared: {counts}\n  roles {drawn}: {self.role_summary or 'none'}")
 
     def format(self, verbose: bool = True) -> str:
         """The summary, then every difference; ``verbose`` adds the extension edges and roles."""

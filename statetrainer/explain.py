@@ -25,6 +25,7 @@ Torch-free.
 
 from __future__ import annotations
 
+import textwrap
 from collections import deque
 from collections.abc import Iterable
 
@@ -38,6 +39,8 @@ from statetrainer.spec import CONTROL_GUARDS, OVERRIDDEN_SUFFIX, Edge, Lifecycle
 INDENT = "    "
 #: The column trailing comments start at (longer lines get two spaces before theirs).
 COMMENT_COLUMN = 56
+#: Lines stay this short: a comment that would not fit goes on its own line, above the code.
+WIDTH = 100
 _REQUESTS = {"stop_requested": "stop()", "epoch_stop_requested": "stop_epoch()", "skip_requested": "skip_batch()"}
 
 
@@ -261,7 +264,11 @@ class _Writer:
     def emit(self, depth: int, code: str, comment: str = "") -> None:
         line = INDENT * depth + code
         if comment:
-            line = line.ljust(COMMENT_COLUMN - 2) + "  # " + comment
+            commented = line.ljust(COMMENT_COLUMN - 2) + "  # " + comment
+            if len(commented) > WIDTH:
+                self.lines.append(INDENT * depth + "# " + comment)
+            else:
+                line = commented
         self.lines.append(line)
 
 
@@ -291,10 +298,13 @@ def _footer(spec: Lifecycle) -> list[str]:
                 targets[request].append(e.target)
     if targets:
         lines.append("# requests, served at the next transition:")
-        lines += [f"#   {_REQUESTS[r]:<13} -> {', '.join(t)}" for r, t in targets.items()]
+        for request, to in targets.items():
+            lines += textwrap.wrap(f"{_REQUESTS[request]:<13} -> {', '.join(to)}", WIDTH - 4,
+                                   initial_indent="#   ", subsequent_indent="#" + " " * 20)
     overridable = [g.removesuffix(OVERRIDDEN_SUFFIX) for e in spec.edges if e.kind == "override" for g in e.guard
                    if g.endswith(OVERRIDDEN_SUFFIX)]
     if overridable:
         names = ", ".join(dict.fromkeys(overridable))
-        lines.append(f"# overridable compound hooks (an override runs instead of the body): {names}")
+        lines += textwrap.wrap(f"overridable compound hooks (an override runs instead of the body): {names}",
+                               WIDTH - 2, initial_indent="# ", subsequent_indent="#   ")
     return lines

@@ -81,7 +81,7 @@ def test_the_text_shows_loops_guards_roles_and_requests() -> None:
         assert line + "\n" in text or line + " " in text, line
     assert '# loop "_num_epochs"' in text and "# epoch opens, opens train" in text and "# batch end" in text
     assert "#   stop()        -> on_train_end" in text
-    assert "train_loop, train_epoch, train_batch, evaluate_epoch" in text
+    assert "train_loop, train_epoch,\n#   train_batch, evaluate_epoch" in text
     test = explain.explain(lifecycles.TEST)
     assert "    if data_parallel:" in test and "    else:\n        load_model()" in test
 
