@@ -1,6 +1,10 @@
 """Launched by torchrun from tests/test_parallel.py: a tiny regression trained with DDP (gloo).
 
-usage: torchrun --standalone --nproc_per_node 2 tests/ddp_train.py OUT_DIR {ok,fail,stop,single}
+usage: torchrun --standalone --nproc_per_node 2 tests/ddp_train.py OUT_DIR
+       {ok,fail,fail_dir,stop,stop_epoch,skip,single}
+
+``stop_epoch`` and ``skip``: one rank alone calls ``stop_epoch()`` / ``skip_batch()``; ``fail_dir``:
+rank 1 fails in a run with a run directory (``OUT_DIR/run``).
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ from statetrainer import ConvnetTrainer, parallel
 
 
 class Regression(ConvnetTrainer):
-    def __init__(self, scenario: str, batch_size: int) -> None:
+    def __init__(self, scenario: str, batch_size: int, run_dir: Path | None = None) -> None:
         self.scenario, self.batch_size = scenario, batch_size
-        super().__init__({})
+        super().__init__({}, run_dir=run_dir)
 
     def define_train_attr(self) -> None:
         self._num_epochs = 3
@@ -45,9 +49,13 @@ class Regression(ConvnetTrainer):
 
     def on_start_training_batch(self, args) -> None:
         self.x, self.y = args
+        if self.scenario == "stop_epoch" and parallel.rank() == 0 and self._epoch == 2 and self.global_step == 6:
+            self.stop_epoch()  # only rank 0 asks: the ranks agree after this state
+        if self.scenario == "skip" and parallel.rank() == 1 and self.global_step in (2, 7):
+            self.skip_batch()  # only rank 1 asks
 
     def training_step(self) -> None:
-        if self.scenario == "fail" and parallel.rank() == 1 and self._epoch == 2:
+        if self.scenario in ("fail", "fail_dir") and parallel.rank() == 1 and self._epoch == 2:
             raise RuntimeError("injected failure")
         self.optimizer_zero_grad()
         self.loss = torch.nn.functional.mse_loss(self.model(self.x), self.y)
@@ -62,7 +70,7 @@ class Regression(ConvnetTrainer):
 def main() -> None:
     out, scenario = Path(sys.argv[1]), sys.argv[2]
     single = scenario == "single"
-    trainer = Regression(scenario, batch_size=16 if single else 8)
+    trainer = Regression(scenario, batch_size=16 if single else 8, run_dir=out / "run" if scenario == "fail_dir" else None)
     try:
         trainer.train()
     finally:
