@@ -140,9 +140,13 @@ def cpu_table(workload: str, samples: Mapping[str, Samples], frameworks: Sequenc
         s = samples[name]
         rows.append([LABELS[fw], f"{s.median:.2f}", s.spread(),
                      f"{harness.paired(samples, name, f'{workload}/raw'):+.2f}",
+                     harness.paired_spread(samples, name, f"{workload}/raw"),
                      f"{sorted(s.fixed)[len(s.fixed) // 2] / 1000:.2f}"])
     return Table(f"{workload}: CPU µs per batch", ["loop", "µs per batch (median)", "interquartile range",
-                                                   "over the raw loop (paired median)", "fixed per run, ms"], rows)
+                                                   "over the raw loop (paired median)", "its interquartile range",
+                                                   "fixed per run, ms"], rows,
+                 ["A difference whose interquartile range spans zero, or is wider than the difference, is not "
+                  "resolved by these rounds: read the instruction counts instead."])
 
 
 # ---------------------------------------------------------------------------- summary
@@ -209,7 +213,9 @@ def main() -> None:
                                       {n: (args.batches, 2 * args.batches) for n in names}, args.rounds)
         tables += [cpu_table(w, samples, frameworks) for w in workloads]
     summary = summary_table(counts, samples)
-    summary.notes = notes
+    summary.notes = notes + ["CPU rows are paired medians over the rounds, on a shared VM; their spread is in the "
+                             "CPU tables below. A few µs on `linear` (a batch is hundreds of µs of torch work) are "
+                             "below what they resolve: the instruction rows are the measure there."]
     harness.emit([summary, *tables], args.json)
 
 

@@ -80,7 +80,7 @@ def emit(tables: Sequence[Table], json_path: str | None, extra: Mapping[str, obj
         print(f"\n### {table.title}\n\n{table.markdown()}", flush=True)
     if json_path:
         record = {"command": command_line(), "date": time.strftime("%Y-%m-%d"), "environment": environment(),
-                  "tables": [asdict(t) for t in tables], **(extra or {})}
+                  "load": f"{os.getloadavg()[0]:.1f}", "tables": [asdict(t) for t in tables], **(extra or {})}
         Path(json_path).write_text(json.dumps(record, indent=1))
 
 
@@ -215,6 +215,12 @@ def cpu_samples(cases: Mapping[str, Prepare], sizes: Mapping[str, Sizes], rounds
 def paired(samples: Mapping[str, Samples], name: str, base: str) -> float:
     """Median over rounds of ``name``'s slope minus ``base``'s in the same round."""
     return statistics.median(a - b for a, b in zip(samples[name].per_unit, samples[base].per_unit))
+
+
+def paired_spread(samples: Mapping[str, Samples], name: str, base: str) -> str:
+    """The interquartile range of the per-round differences :func:`paired` takes the median of."""
+    q1, _, q3 = quartiles([a - b for a, b in zip(samples[name].per_unit, samples[base].per_unit)])
+    return f"{q1:+.2f}…{q3:+.2f}"
 
 
 # ---------------------------------------------------------------------------- callgrind, parent side

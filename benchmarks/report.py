@@ -35,9 +35,13 @@ SCRIPTS: list[tuple[str, list[str], str, str]] = [
      "*fixed per run* is what one `train()`/`run()`/`fit()` costs besides its batches."),
     ("run_dir", ["--rounds", "9"],
      "What a run directory costs",
-     "No-op ConvnetTrainer with `run_dir=` against without, at 100 and 1,000 batches per epoch. "
-     "*Per epoch* is the run directory's cost per batch times the batches per epoch; the notes split it "
-     "into a part that grows with the batches and a part per epoch."),
+     "No-op ConvnetTrainer with `run_dir=` against without, at 100 and 1,000 batches per epoch, measured "
+     "between E and 2E epochs with E long enough for the trace to be full (steady state). *Per epoch* is the "
+     "run directory's cost per batch times the batches per epoch; the notes split it into a part that grows "
+     "with the batches and a part per epoch. *Once per run* is what is left of the shorter run: start-up, "
+     "less whatever grows with the run's length. It goes negative when `trace.jsonl`'s rotation (a rewrite "
+     "of the whole trace whenever the file passes twice the trace's size) falls only in the longer run: "
+     "the per-epoch figures carry those rewrites, amortized."),
     ("callbacks", ["--rounds", "11", "--batches", "2000", "--cg-batches", "200"],
      "What a callback costs",
      "Per entry of a state and per callback: a no-op callback, and filtered ones that never fire. A filter "
@@ -131,6 +135,7 @@ def render(folder: Path) -> str:
             continue
         parts += ["", f"## {heading}", "", about, "",
                   f"Reproduce: `{record['command']}` ({record['date']}"
+                  + (f"; load average {record['load']} when it finished" if "load" in record else "")
                   + ("" if record["environment"] == first["environment"]
                      else f"; {machine(record['environment'])}") + ")."]
         for table in record["tables"]:
