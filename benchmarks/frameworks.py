@@ -100,7 +100,9 @@ def profile_table(counts: Counts, name: str) -> Table:
     rows = [[f"`{fn[:90]}`", fmt(cost)] for fn, cost in harness.per_unit_profile(counts, name)]
     return Table(f"Where a batch's instructions go: {name}", ["function (self cost)", "instructions per batch"],
                  rows, [f"Each function's self cost at 2N batches minus at N, over N. Python code shows as the "
-                        f"interpreter's functions; total per batch {counts.per_unit(name):,.0f}."])
+                        f"interpreter's functions (`PyObject_Vectorcall'2` is its evaluation loop, inlined there: "
+                        f"the Python code itself); total per batch {counts.per_unit(name):,.0f}. For the Python "
+                        f"side, profile the same run with cProfile."])
 
 
 def check_table(counts: Counts) -> Table:
