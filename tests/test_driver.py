@@ -1,11 +1,11 @@
-"""The driver's bounded trace: a ring that keeps exactly the last N entries, allocation-free."""
+"""The driver's control requests and its bounded trace (a ring that keeps exactly the last N entries)."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from statetrainer.driver import Trace
+from statetrainer.driver import Control, Request, Trace
 
 KEYS = [("a", "b", "c", "one"), ("x", "y", "two")]
 
@@ -39,8 +39,8 @@ def test_ring_keeps_exactly_the_last_entries(maxlen: int, start: int, records: l
 
 
 def test_memory_stays_flat_over_a_long_run() -> None:
-    """Between batch 20,000 and batch 80,000 of a run (trace, live state, metrics on) the
-    Python heap does not grow: nothing is kept per batch."""
+    """Between batch 10,000 and batch 40,000 of a run (trace, live state, metrics on) the
+    Python heap does not grow: nothing is kept per batch (one small object per batch would be ~1 MB)."""
     import tracemalloc
 
     from statetrainer import ConvnetTrainer
@@ -50,7 +50,7 @@ def test_memory_stays_flat_over_a_long_run() -> None:
             self._num_epochs, self._has_eval = 1, False
 
         def get_trainloader(self) -> None:
-            self.train_loader = range(80_000)
+            self.train_loader = range(40_000)
 
         def on_train_epoch_start(self) -> None:
             pass
@@ -61,11 +61,34 @@ def test_memory_stays_flat_over_a_long_run() -> None:
     trainer = Long({}, trace_size=1_000)
     heap: dict[int, int] = {}
     trainer.on("on_end_training_batch", lambda t: heap.setdefault(t.global_step, tracemalloc.get_traced_memory()[0]),
-               when=lambda t: t.global_step in (20_000, 80_000))
+               when=lambda t: t.global_step in (10_000, 40_000))
     tracemalloc.start()
     try:
         trainer.train()
     finally:
         tracemalloc.stop()
-    assert trainer.global_step == 80_000 and len(trainer.trace) == 1_000
-    assert heap[80_000] - heap[20_000] < 16_384, heap
+    assert trainer.global_step == 40_000 and len(trainer.trace) == 1_000
+    assert heap[40_000] - heap[10_000] < 16_384, heap
+
+
+def test_a_transition_consumes_stop_epoch_and_skip_but_a_stop_holds() -> None:
+    """After any transition, taken for them or not, stop_epoch and skip_batch requests are gone; a
+    stop (with its first reason) steers every transition to the end; a queued boundary request
+    keeps the driver on its full path until it is taken."""
+    control = Control()
+    for what in ("epoch_stop", "skip"):
+        control.request(what)
+        assert getattr(control, what) and control.pending
+        control.settle(None)
+        assert not getattr(control, what) and not control.pending, what
+    control.request("stop", "first reason")
+    control.request("stop", "second reason")
+    control.settle(None)
+    assert control.stop and control.pending and control.stop_reason == "first reason"
+    control.clear()
+    control.add(Request("checkpoint", "a.pt"))
+    control.add(Request("signal", signum=2))
+    control.settle(None)
+    assert control.pending and control.take_requests() == [Request("checkpoint", "a.pt"), Request("signal", None, 2)]
+    control.settle(None)
+    assert not control.pending and control.requests == []
