@@ -32,7 +32,7 @@ def test_snapshot_is_frozen_and_says_where() -> None:
     assert (snap.lifecycle, snap.state, snap.epoch, snap.batch, snap.status) == ("train", "evaluate_batch", 2, 0, "running")
     assert snap.enclosing == ("train", "train_loop", "train_epoch", "evaluate_epoch")
     assert snap.visits["training_step"] == 8 and snap.num_epochs == 2 and snap.batches == 4
-    with pytest.raises(AttributeError):
+    with pytest.raises(AttributeError, match="can't set attribute"):
         snap.state = "x"  # type: ignore[misc]
     assert t.snapshot().status == "finished" and t.snapshot().metrics.keys() == {"train_loss", "val_loss"}
 
@@ -47,6 +47,22 @@ def test_observers_see_every_transition_and_cannot_steer() -> None:
     assert pairs == list(zip(states, states[1:]))
     with pytest.raises(TypeError, match="cannot be called as fn"):
         t.observe(lambda a: None)
+
+
+def test_observers_and_the_transition_log_see_the_transitions_after_a_stop() -> None:
+    """After stop() in training_step, the observers still get the last transition (to on_train_end),
+    and with log_transitions each transition of the run, that one too, is logged."""
+    t = RecordingTrainer(Config(num_epochs=2, batches=3))
+    t.on("training_step", lambda tr: tr.stop(), once=2)
+    pairs: list[tuple[str, str]] = []
+    t.observe(lambda a, b: pairs.append((a, b)))
+    t.log_transitions = True
+    with structlog.testing.capture_logs() as logs:
+        t.train()
+    states = [e.state for e in t.trace]
+    assert states[-3:] == ["on_start_training_batch", "training_step", "on_train_end"] and t.status == "stopped"
+    assert pairs == list(zip(states, states[1:]))
+    assert [(e["source"], e["target"]) for e in logs if e["event"] == "transition_taken"] == pairs
 
 
 def test_status_file_is_never_partial_while_a_run_writes_it(tmp_path: Path) -> None:
@@ -72,7 +88,7 @@ def test_post_mortem_shows_where_it_died(tmp_path: Path, capsys) -> None:  # typ
     """After a crash, inspect shows the failing state, callback, epoch, batch and traceback."""
     t = TinyTrainer(epochs=3, run_dir=tmp_path)
     t.on("training_step", lambda tr: 1 / 0, when=lambda tr: tr._epoch == 2 and tr.snapshot().batch == 2)
-    with pytest.raises(TrainerRunError):
+    with pytest.raises(TrainerRunError, match=r"ZeroDivisionError: division by zero\n  raised in lifecycle 'train', state 'training_step'"):
         t.train()
     assert main(["inspect", str(tmp_path)]) == 0
     out = capsys.readouterr().out
