@@ -144,23 +144,48 @@ def test_stop_is_graceful_and_takes_effect_at_the_next_transition() -> None:
 
 
 def test_stop_epoch_skips_the_rest_of_the_epoch_only() -> None:
-    """stop_epoch(): remaining batches skipped; epoch end, evaluation and next epoch run."""
+    """stop_epoch() in epoch 1's second training_step: batches 2 and 3 of epoch 1 are skipped; its
+    epoch end, its evaluation and all of epoch 2 run."""
     t = _trainer(num_epochs=2, batches=4, valid_items=1)
     t.on("training_step", lambda tr: tr.stop_epoch(), once=2)
     t.train()
+    steps = [(c[0], c[1][1], c[1][2]) for c in t.calls if c[0] == "on_start_training_batch"]
+    assert steps == [("on_start_training_batch", 1, 0), ("on_start_training_batch", 1, 1)] + [
+        ("on_start_training_batch", 2, i) for i in range(4)]
     names = [c[0] for c in t.calls]
-    assert names.count("training_step") == 2 + 4
+    after = names[names.index("training_step", names.index("training_step") + 1) + 1:]
+    assert after[:4] == ["on_train_epoch_end", "on_evaluate_epoch_start", "on_evaluate_batch_start", "evaluate_batch"]
     assert names.count("on_evaluate_epoch_start") == 2 and t.status == "finished"
 
 
 def test_skip_batch_skips_that_batchs_remaining_states() -> None:
-    """skip_batch() in on_start_training_batch: no training_step/end for that item."""
+    """skip_batch() in batch 1's on_start_training_batch: that batch has no training_step or
+    on_end_training_batch; batches 0 and 2 have both."""
     t = _trainer(num_epochs=1, batches=3, has_eval=False)
     t.on("on_start_training_batch", lambda tr: tr.skip_batch() if tr._batch == 1 else None)
+    seen: list[tuple[str, int]] = []
+    for state in ("on_start_training_batch", "training_step", "on_end_training_batch"):
+        t.on(state, lambda tr, s=state: seen.append((s, tr._batch)))
     t.train()
-    steps = [c for c in t.calls if c[0] in ("training_step", "on_end_training_batch")]
-    assert len(steps) == 4
-    assert "on_start_training_batch" in [e.state for e in t.trace]
+    assert seen == [
+        ("on_start_training_batch", 0), ("training_step", 0), ("on_end_training_batch", 0),
+        ("on_start_training_batch", 1),
+        ("on_start_training_batch", 2), ("training_step", 2), ("on_end_training_batch", 2),
+    ]
+
+
+def test_every_and_once_count_each_run_afresh() -> None:
+    """Filter counters restart with each run: a second train() of the same trainer fires every=3
+    and once=2 callbacks on the same batches as the first."""
+    t = _trainer(num_epochs=1, batches=5, has_eval=False)
+    fired: list[tuple[str, int]] = []
+    t.on("on_end_training_batch", lambda tr: fired.append(("every", tr._batch)), every=3)
+    t.on("training_step", lambda tr: fired.append(("once", tr._batch)), once=2)
+    t.train()
+    first = list(fired)
+    fired.clear()
+    t.train()
+    assert first == [("once", 1), ("every", 2)] and fired == first
 
 
 def test_errors_say_where_and_teardown_runs() -> None:
@@ -175,7 +200,7 @@ def test_errors_say_where_and_teardown_runs() -> None:
         raise ZeroDivisionError("bad batch")
 
     t.on("training_step", boom, when=lambda tr: tr._epoch == 2 and tr._batch == 1)
-    with pytest.raises(TrainerRunError) as info:
+    with pytest.raises(TrainerRunError, match=r"ZeroDivisionError: bad batch\n  raised in lifecycle 'train', state 'training_step'") as info:
         t.train()
     err = info.value
     assert isinstance(err.__cause__, ZeroDivisionError)
