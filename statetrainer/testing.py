@@ -1,7 +1,8 @@
 """Model-based testing helpers for built-in and custom lifecycles.
 
 * :func:`check_trace`: is a recorded trace a path through the machine?
-* :func:`transition_coverage`: which ``(source, target)`` transitions a trace exercised.
+* :func:`transition_coverage`: which declared edges (the seed's and the extensions') one or
+  more traces took, edge by edge, from the edge index each trace entry records.
 * :func:`outcome_for`: guard outcomes that make the machine take a given edge (an edge
   for which none exist is dead: an earlier edge always wins).
 * :func:`covering_paths`: shortest state paths from the initial state that together take
@@ -74,26 +75,74 @@ def check_trace(entries: Iterable[Any], specs: Mapping[str, Lifecycle]) -> str |
 
 @attrs.frozen
 class Coverage:
-    """Which transitions of a lifecycle a set of traces took."""
+    """Which of a lifecycle's declared edges a set of traces took, counted edge by edge.
+
+    ``edges`` is every edge the lifecycle declares, the seed's and the extensions', in
+    declaration order (a trace entry records the index of the edge it was entered by);
+    ``taken`` holds the indices some trace took. Two edges between the same states count
+    apart: a stop and a ``stop_epoch()`` edge out of one state are two edges to cover.
+    """
 
     lifecycle: str
-    covered: frozenset[tuple[str, str]]
-    missing: frozenset[tuple[str, str]]
+    edges: tuple[Edge, ...]
+    taken: frozenset[int]
+
+    @property
+    def covered(self) -> tuple[Edge, ...]:
+        """The edges some trace took, in declaration order."""
+        return tuple(e for i, e in enumerate(self.edges) if i in self.taken)
+
+    @property
+    def missing(self) -> tuple[Edge, ...]:
+        """The edges no trace took, in declaration order: a to-do list for tests."""
+        return tuple(e for i, e in enumerate(self.edges) if i not in self.taken)
 
     @property
     def ratio(self) -> float:
-        """Covered transitions over all transitions (1.0 is full coverage)."""
-        total = len(self.covered) + len(self.missing)
-        return len(self.covered) / total if total else 1.0
+        """Edges taken over edges declared (1.0 is full coverage)."""
+        return len(self.taken) / len(self.edges) if self.edges else 1.0
+
+    def format(self) -> str:
+        """A readable summary: edges taken of the seed's and of the extensions', then each missing edge."""
+        seed = [i for i, e in enumerate(self.edges) if e.is_seed]
+        extension = [i for i, e in enumerate(self.edges) if not e.is_seed]
+        lines = [
+            f"{self.lifecycle}: {len(self.taken)} of {len(self.edges)} edges taken "
+            f"(seed {len(self.taken.intersection(seed))}/{len(seed)}, "
+            f"extensions {len(self.taken.intersection(extension))}/{len(extension)})"
+        ]
+        lines += [f"  missing #{i} {e.kind}: {e.describe()}" for i, e in enumerate(self.edges) if i not in self.taken]
+        return "\n".join(lines)
+
+
+def _edge_index(row: Any) -> int | None:
+    value = row.get("edge") if isinstance(row, Mapping) else getattr(row, "edge", None)
+    return None if value is None else int(value)
 
 
 def transition_coverage(traces: Iterable[Iterable[Any]], spec: Lifecycle) -> Coverage:
-    """Transition coverage of ``spec`` by one or more traces."""
-    taken: set[tuple[str, str]] = set()
+    """Edge coverage of ``spec`` by one or more traces (``trainer.trace``, or ``trace.jsonl`` rows).
+
+    Each entry of ``spec``'s lifecycle records the index of the edge it was entered by; entries
+    with none (the first of a run, a nested run or a resume) take no edge. An index that is not
+    an edge into the entry's state means the trace was recorded with another version of the
+    lifecycle: ``ValueError``.
+    """
+    taken: set[int] = set()
     for trace in traces:
-        taken |= {(s, t) for lc, s, t in trace_pairs(trace) if lc == spec.name}
-    every = transitions_of(spec)
-    return Coverage(spec.name, frozenset(taken & every), frozenset(every - taken))
+        for row in trace:
+            index = _edge_index(row)
+            if index is None or _field(row, "lifecycle") != spec.name:
+                continue
+            state = _field(row, "state")
+            if not 0 <= index < len(spec.edges) or spec.edges[index].target != state:
+                seq = row.get("seq") if isinstance(row, Mapping) else getattr(row, "seq", None)
+                raise ValueError(
+                    f"trace entry {seq} entered {state!r} by edge #{index}, which is not an edge "
+                    f"into {state!r} of lifecycle {spec.name!r}: the trace was recorded with another version of it"
+                )
+            taken.add(index)
+    return Coverage(spec.name, spec.edges, frozenset(taken))
 
 
 def outcome_for(spec: Lifecycle, edge: Edge) -> dict[str, bool] | None:

@@ -84,51 +84,6 @@ def test_verify_trace_reports_the_first_impossible_step(tmp_path: Path, capsys) 
     assert "on_train_start -> train_loop is not a transition" in capsys.readouterr().out
 
 
-def test_every_transition_of_the_builtin_lifecycles_is_exercised() -> None:
-    """Real runs (with stops at every state, skips, overrides) cover 100% of transitions."""
-    from recording import Config, RecordingTrainer
-
-    traces = []
-    base = [Config(num_epochs=2, batches=2, valid_items=2, eval_interval=2, skip_eval=frozenset({(2, 0), (2, 1)})),
-            Config(num_epochs=0), Config(num_epochs=1, batches=0, valid_items=0), Config(data_parallel=True)]
-    for cfg in base:
-        for lifecycle in ("train", "test"):
-            t = RecordingTrainer(cfg)
-            getattr(t, lifecycle)()
-            traces.append(list(t.trace))
-    for spec in (lifecycles.TRAIN, lifecycles.TEST):
-        for state in spec.state_names:
-            for request in ("stop", "stop_epoch", "skip_batch"):
-                for nth, parallel in ((1, False), (2, False), (1, True)):
-                    t = RecordingTrainer(Config(num_epochs=2, batches=2, valid_items=2, test_items=2,
-                                                data_parallel=parallel))
-                    t.on(state, lambda tr, r=request: getattr(tr, r)(), once=nth)
-                    getattr(t, spec.name)()
-                    traces.append(list(t.trace))
-    for cls_name, hook in (("Loop", "train_loop"), ("Epoch", "train_epoch"), ("Eval", "evaluate_epoch"), ("Test", "test_loop")):
-        cls = type(cls_name, (RecordingTrainer,), {hook: lambda self, *a: None})
-        t = cls(Config(num_epochs=2))
-        t.train()
-        t.test()
-        traces.append(list(t.trace))
-    batch_cls = type("Batch", (RecordingTrainer,), {"train_batch": lambda self, args: None})
-    t = batch_cls(Config(num_epochs=1))
-    t.train()
-    traces.append(list(t.trace))
-    for spec in (lifecycles.TRAIN, lifecycles.TEST):
-        coverage = testing.transition_coverage(traces, spec)
-        assert coverage.ratio == 1.0, sorted(coverage.missing)
-
-
-def test_every_edge_is_reachable_by_some_guard_outcome() -> None:
-    """No edge of a built-in lifecycle is shadowed by an earlier one (no dead edges)."""
-    for spec in lifecycles.BUILTIN.values():
-        for edge in spec.edges:
-            assert testing.outcome_for(spec, edge) is not None, edge.describe()
-        walked = {(p[i], p[i + 1]) for p in testing.covering_paths(spec) for i in range(len(p) - 1)}
-        assert testing.transitions_of(spec) <= walked
-
-
 def test_trace_file_appends_and_rotates(tmp_path: Path) -> None:
     """trace.jsonl grows by appending and is cut back to the kept trace past twice its size."""
     from recording import Config, RecordingTrainer
