@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
 from statetrainer import DiagramError, diagrams, lifecycles
+from statetrainer._drawing import CURRENT, GREY
 from statetrainer.cli import main
 
 DIAGRAMS = Path(__file__).parent.parent / "diagrams"
@@ -51,16 +53,92 @@ def test_malformed_and_missing_diagrams_are_clear_errors(tmp_path: Path, capsys)
         diagrams.parse_dot(tmp_path / "missing.dot")
 
 
-def test_rendered_dot_has_the_seed_look_and_highlights() -> None:
-    """Level colours, rounded boxes, dashed evaluate_epoch, labels, grey extensions, highlight."""
+SPECS = [*lifecycles.BUILTIN.values(), *lifecycles.GAN.values()]
+_MERMAID_NODE = re.compile(r'^ {4}(\w+)(?:\(\[|\[)"(.*?)(?:<br/>.*)?"(?:\]\)|\])$')
+_MERMAID_SOLID = re.compile(r'^ {4}(\w+) (?:-- "[^"]*" )?--> (\w+)$')
+_MERMAID_DOTTED = re.compile(r'^ {4}(\w+) -\.(?: "[^"]*" \.)?-> (\w+)$')
+
+
+def _expected_edges(spec: lifecycles.Lifecycle) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """The (source, target) pairs a diagram of ``spec`` draws: the seed's, and the extensions'
+    (a control edge drawn from its request's node, ``stop()``)."""
+    seed = {(src, dst) for src, dst, _ in diagrams.drawn_seed_edges(spec)}
+    extension = {(src, dst) for src, dst, _, _ in diagrams.drawn_extension_edges(spec)}
+    return seed, extension
+
+
+def _mermaid_edges(text: str) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """Solid and dotted edges of a Mermaid flowchart, nodes named by their label's first line."""
+    lines = text.splitlines()
+    label = {m[1]: m[2] for m in map(_MERMAID_NODE.match, lines) if m}
+    solid = {(label.get(m[1], m[1]), m[2]) for m in map(_MERMAID_SOLID.match, lines) if m}
+    dotted = {(label.get(m[1], m[1]), m[2]) for m in map(_MERMAID_DOTTED.match, lines) if m}
+    return solid, dotted
+
+
+def _dot_edges(text: str) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """Edges of a DOT graph parsed with pydot: drawn plain, and drawn dashed."""
+    import pydot
+
+    graph = pydot.graph_from_dot_data(text)[0]
+    plain, dashed = set(), set()
+    for edge in graph.get_edges():
+        pair = (diagrams._unquote(str(edge.get_source())), diagrams._unquote(str(edge.get_destination())))
+        (dashed if "dashed" in str(edge.get("style") or "") else plain).add(pair)
+    return plain, dashed
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.graph_name)
+def test_mermaid_draws_seed_edges_solid_and_extensions_dotted(spec: lifecycles.Lifecycle) -> None:
+    """Every seed edge is a solid arrow and every extension edge a dotted one; without extensions
+    there is no dotted arrow and the seed edges stay."""
+    seed, extension = _expected_edges(spec)
+    assert _mermaid_edges(diagrams.to_mermaid(spec)) == (seed, extension)
+    assert _mermaid_edges(diagrams.to_mermaid(spec, extensions=False)) == (seed, set())
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.graph_name)
+def test_dot_draws_seed_edges_plain_and_extensions_dashed_grey(spec: lifecycles.Lifecycle) -> None:
+    """Every seed edge is drawn plain, every extension edge dashed in grey; without extensions no
+    dashed edge and no request node is left."""
+    seed, extension = _expected_edges(spec)
+    dot = diagrams.to_dot(spec)
+    assert _dot_edges(dot) == (seed, extension)
+    assert all(f'color="{GREY}"' in line for line in dot.splitlines() if "style=dashed" in line and "->" in line)
+    plain = diagrams.to_dot(spec, extensions=False)
+    assert _dot_edges(plain) == (seed, set()) and '"stop()"' not in plain
+
+
+def test_highlight_marks_exactly_the_current_state() -> None:
+    """highlight= gives one state the current-state style in DOT (red border) and Mermaid (class current)."""
+    import pydot
+
     dot = diagrams.to_dot(lifecycles.TRAIN, highlight="training_step", last=("training_step", "on_end_training_batch"))
-    assert "colorscheme=set36" in dot and 'evaluate_epoch  [fillcolor=4, style="rounded,filled,dashed"]' in dot
-    assert 'on_end_training_batch -> on_start_training_batch [label = "train_epoch_iter"]' in dot
-    assert '"stop()" -> on_train_end [style=dashed' in dot
-    assert 'training_step  [fillcolor=5, style="rounded,filled", color="#d62728", penwidth=3]' in dot
-    assert 'training_step -> on_end_training_batch [color="#d62728", penwidth=2]' in dot
-    mermaid = diagrams.to_mermaid(lifecycles.TEST, highlight="test_step")
-    assert "on_end_test_batch -- test_loop_iter --> on_start_test_batch" in mermaid and "class test_step current" in mermaid
+    graph = pydot.graph_from_dot_data(dot)[0]
+    nodes = [n for g in (graph, *graph.get_subgraphs()) for n in g.get_nodes()]
+    current = [n.get_name() for n in nodes if n.get("color") == f'"{CURRENT}"']
+    assert current == ["training_step"]
+    last = [(e.get_source(), e.get_destination()) for e in graph.get_edges() if e.get("color") == f'"{CURRENT}"']
+    assert last == [("training_step", "on_end_training_batch")]
+    mermaid = diagrams.to_mermaid(lifecycles.TEST, highlight="test_step").splitlines()
+    assert [line for line in mermaid if line.endswith(" current") and line.startswith("    class ")] == [
+        "    class test_step current"]
+    assert not [line for line in diagrams.to_mermaid(lifecycles.TEST).splitlines() if line.endswith(" current")]
+
+
+@pytest.mark.parametrize("fmt", ["mermaid", "dot"])
+def test_the_diagram_command_honours_no_extensions_and_highlight(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """statetrainer diagram --no-extensions draws the seed's edges only; --highlight marks the state."""
+    seed, extension = _expected_edges(lifecycles.TRAIN)
+    parse = _mermaid_edges if fmt == "mermaid" else _dot_edges
+    assert main(["diagram", "train", "--format", fmt, "--highlight", "training_step"]) == 0
+    full = capsys.readouterr().out
+    assert parse(full) == (seed, extension)
+    assert main(["diagram", "train", "--format", fmt, "--no-extensions", "--highlight", "training_step"]) == 0
+    seed_only = capsys.readouterr().out
+    assert parse(seed_only) == (seed, set())
+    mark = "    class training_step current" if fmt == "mermaid" else f'color="{CURRENT}", penwidth=3'
+    assert mark in seed_only and mark in full
 
 
 @needs_dot
