@@ -23,9 +23,10 @@ EXHAUSTED: Any = object()
 class FeedState:
     """One feed's live data: the open iterator, the lookahead item, how many were taken.
 
-    ``active`` is true from the state that opens the feed until the pass is exhausted or
-    closed: a checkpoint taken meanwhile must re-open the data on resume. ``open_rng`` is
-    the RNG state the pass's iterator was created with.
+    ``active`` is true from the state that opens the feed until the pass is closed; with
+    ``exhausted`` false, a checkpoint taken meanwhile must re-open the data on resume.
+    ``open_rng`` is the RNG state the pass's iterator was created with. ``blocked`` (a
+    pass handed one item) keeps the feed from opening its iterable.
     """
 
     __slots__ = (
@@ -84,8 +85,13 @@ class FeedState:
         self.iterator = iterator
         return iterator
 
+    @property
+    def exhausted(self) -> bool:
+        """True when the lookahead found the end of the pass."""
+        return self.peek is EXHAUSTED
+
     def take(self) -> Any:
-        """Move the lookahead item into ``item`` and return it."""
+        """Move the lookahead item into ``item`` and return it (the taking hooks inline this)."""
         item = self.peek
         self.peek = UNFETCHED
         self.item = item
@@ -110,14 +116,12 @@ def lookahead(owner: Any, feed: FeedState) -> Callable[[], bool]:
     def has_next() -> bool:
         p = feed.peek
         if p is UNFETCHED:
-            if feed.blocked:
-                return False
             it = feed.iterator
             if it is None:
+                if feed.blocked:
+                    return False
                 it = feed.open(owner)
             p = feed.peek = next(it, EXHAUSTED)
-            if p is EXHAUSTED:
-                feed.active = False
         return p is not EXHAUSTED
 
     return has_next

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from statetrainer._errors import ConfigurationError
-from statetrainer._feeds import lookahead
+from statetrainer._feeds import UNFETCHED, lookahead
 from statetrainer.driver import Call, Check, Program
 from statetrainer.machine import CompiledEdge, CompiledMachine, compile_machine
 from statetrainer.spec import EPOCHS_GUARD, OVERRIDDEN_SUFFIX, Lifecycle, State
@@ -224,24 +224,52 @@ class Builder:
         return any(name in s.state_names and not s.state(name).compound for s in specs)
 
     def _taking_hook(self, state: State, method: Callable[..., Any] | None) -> Call:
+        """The state takes the feed's next item (counting it), then calls its hook."""
         rt, feed = self.rt, self.rt.feed(self.spec, state.takes or "")
-        pos, ctl = rt.driver.position, rt.driver.control
-        counts, flag, passes = feed.spec.counts_steps, feed.spec.skip_flag, state.item == state.takes
-        t = self.t
+        pos, ctl, t = rt.driver.position, rt.driver.control, self.t
+        flag = feed.spec.skip_flag
+        if method is None:
+            hook: Callable[[Any], Any] = lambda item: None  # noqa: E731
+        elif state.item == state.takes:
+            hook = method
+        else:
+            hook = lambda item: method()  # noqa: E731
+        counting = feed.spec.counts_steps
+        unfetched = UNFETCHED
+        # Only a pass through a per-item compound can be the super() call of an overridden
+        # train_batch, whose runner counted the item already.
+        runner_counts = self.scope is not None and bool(self.spec.state(self.scope).item)
 
         def take() -> None:
-            item = feed.take()
-            if not rt.batch_counted:  # an overridden train_batch's runner counted it already
-                pos.batch += 1
-                if counts:
-                    pos.global_step += 1
-            if method is not None:
-                method(item) if passes else method()
-            if flag is not None and getattr(t, flag, False):  # farabio's way to skip this item
+            item = feed.item = feed.peek
+            feed.peek = unfetched
+            feed.taken += 1
+            pos.batch += 1
+            if counting:
+                pos.global_step += 1
+            hook(item)
+
+        def take_counted_by_runner() -> None:
+            if not rt.batch_counted:
+                take()
+                return
+            item = feed.item = feed.peek
+            feed.peek = unfetched
+            feed.taken += 1
+            hook(item)
+
+        first = take_counted_by_runner if runner_counts else take
+
+        if flag is None:
+            return first
+
+        def take_or_skip() -> None:
+            first()
+            if getattr(t, flag, False):  # farabio's way to skip this item
                 setattr(t, flag, False)
                 ctl.request("skip")
 
-        return take
+        return take_or_skip
 
     def _compound_hook(self, state: State) -> list[Call]:
         if state.name not in self.overridden:

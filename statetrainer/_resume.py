@@ -105,7 +105,7 @@ def _feed_position(trainer: Any, feed: Any) -> dict[str, Any]:
     iterable = getattr(trainer, feed.spec.iterable, None) if feed.spec.iterable else None
     return {
         "taken": feed.taken,
-        "active": feed.active,
+        "active": feed.active and not feed.exhausted,
         "opened": feed.iterator is not None,
         "kind": _iterable_kind(iterable),
         "rng": feed.open_rng,

@@ -36,10 +36,8 @@ def start(trainer: Any, name: str, resume_from: str | os.PathLike[str] | None = 
     if resume_from is None:
         run_top(trainer, name)
         return
-    from statetrainer import _resume
+    from statetrainer import _resume, rundir
     from statetrainer import checkpoint as ck
-
-    from statetrainer import rundir
 
     source = Path(resume_from)
     if source.is_dir():  # the newest good checkpoint of the run the directory holds
@@ -72,7 +70,6 @@ def run_top(trainer: Any, name: str, *, start: str | None = None, resume: bool =
         rt.epoch_started = False
         rt.periodic_mark = 0
         rt.registry.reset_counts()
-        rt.driver.reset_visits()
         pos.epoch = _epoch_value(trainer, spec)
         pos.batch = -1
     pos.depth = 0
@@ -150,9 +147,9 @@ def run_compound(trainer: Any, name: str, *args: Any) -> None:
     spec = lifecycle_for(trainer, name)
     per_item = spec.state(name).item
     feed = rt.feed(spec, per_item) if per_item and args else None
-    saved = (feed.peek, feed.blocked) if feed is not None else None
+    saved = (feed.peek, feed.blocked, feed.iterator) if feed is not None else None
     if feed is not None:  # the item is handed in: the pass takes it and sees no other
-        feed.peek, feed.blocked = args[0], True
+        feed.peek, feed.blocked, feed.iterator = args[0], True, iter(())
     try:
         if not rt.running:
             run_top(trainer, spec.name, start=name, scope=name)
@@ -161,7 +158,7 @@ def run_compound(trainer: Any, name: str, *args: Any) -> None:
             run_nested(trainer, program, program.table.index[name])
     finally:
         if feed is not None and saved is not None:
-            feed.peek, feed.blocked = saved
+            feed.peek, feed.blocked, feed.iterator = saved
 
 
 def run_lifecycle(trainer: Any, name: str) -> None:

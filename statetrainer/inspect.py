@@ -86,7 +86,7 @@ def snapshot(trainer: Any) -> Snapshot:
         lifecycle=pos.lifecycle,
         state=state,
         enclosing=enclosing,
-        previous=pos.previous_name,
+        previous=_previous(rt.driver.trace),
         epoch=pos.epoch,
         num_epochs=getattr(trainer, epochs, None) if epochs else None,
         batch=None if pos.batch < 0 else pos.batch,
@@ -97,9 +97,14 @@ def snapshot(trainer: Any) -> Snapshot:
         metrics=rt.metrics.last,
         elapsed=round(time.monotonic() - rt.started, 3) if rt.started else 0.0,
         transitions=rt.driver.trace.total,
-        visits=rt.driver.state_visits(),
+        visits=rt.driver.trace.state_counts(),
         seconds={k: round(v, 6) for k, v in dict(timers[0].seconds).items()} if timers else {},
     )
+
+
+def _previous(trace: Any) -> str | None:
+    last = trace.tail(2)
+    return last[0].state if len(last) == 2 else None
 
 
 def _length(obj: Any) -> int | None:

@@ -396,25 +396,36 @@ class ConvnetTrainer:
         """The current state's name; ``None`` when idle (the failing state after a failure)."""
         return self._statetrainer.driver.position.state_name
 
+    @state.setter
+    def state(self, value: Any) -> None:
+        _read_only(self, "state", "the current state's name")
+
     @property
     def status(self) -> str:
         """``idle``, ``running``, ``stopping``, ``finished``, ``failed`` or ``stopped``."""
         return self._statetrainer.driver.position.status
+
+    @status.setter
+    def status(self, value: Any) -> None:
+        _read_only(self, "status", "the run's status")
 
     @property
     def trace(self) -> Trace:
         """The bounded trace of state entries (see :class:`~statetrainer.driver.TraceEntry`)."""
         return self._statetrainer.driver.trace
 
+    @trace.setter
+    def trace(self, value: Any) -> None:
+        _read_only(self, "trace", "the trace of the run")
+
     @property
     def global_step(self) -> int:
         """Training items started over this trainer's life."""
         return self._statetrainer.driver.position.global_step
 
-    state = state.setter(lambda self, value: _read_only(self, "state", "the current state's name"))
-    status = status.setter(lambda self, value: _read_only(self, "status", "the run's status"))
-    trace = trace.setter(lambda self, value: _read_only(self, "trace", "the trace of the run"))
-    global_step = global_step.setter(lambda self, value: _read_only(self, "global_step", "the step count"))
+    @global_step.setter
+    def global_step(self, value: Any) -> None:
+        _read_only(self, "global_step", "the step count")
 
     @property
     def run_dir(self) -> str | None:
