@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from statetrainer import Edge, Guard, Lifecycle, SpecError, State, lifecycles
@@ -22,9 +23,52 @@ def test_a_valid_spec_builds() -> None:
     assert spec.fingerprint() == _spec(list(spec.edges)).fingerprint()
 
 
+def _swap_first_two_edges_of(spec: Lifecycle, state: str) -> Lifecycle:
+    edges = list(spec.edges)
+    i, j = [k for k, e in enumerate(edges) if e.source == state][:2]
+    edges[i], edges[j] = edges[j], edges[i]
+    return attrs.evolve(spec, edges=tuple(edges))
+
+
+def _edit_state(spec: Lifecycle, name: str, **changes: object) -> Lifecycle:
+    return attrs.evolve(spec, states=tuple(attrs.evolve(s, **changes) if s.name == name else s for s in spec.states))
+
+
+def _edit_edge(spec: Lifecycle, index: int, **changes: object) -> Lifecycle:
+    return attrs.evolve(spec, edges=tuple(attrs.evolve(e, **changes) if i == index else e for i, e in enumerate(spec.edges)))
+
+
+def test_the_fingerprint_changes_with_every_edit_of_meaning_and_only_those() -> None:
+    """Checkpoints compare fingerprints: reordering edges (a request's priority), an edge's guard,
+    label or kind, a state's role or feed binding, a feed and the epoch counter each change it;
+    documentation, colours and the graph's name do not."""
+    train = lifecycles.TRAIN
+    loop = next(i for i, e in enumerate(train.edges) if e.label == "train_epoch_iter")
+    stop = next(i for i, e in enumerate(train.edges) if e.kind == "control")
+    edits = {
+        "stop and stop_epoch swapped": _swap_first_two_edges_of(train, "training_step"),
+        "loop label": _edit_edge(train, loop, label="batches"),
+        "loop kind": _edit_edge(train, loop, kind="extension", reason="why"),
+        "guard": _edit_edge(train, stop, guard=("stop_requested", "eval_due")),
+        "role": _edit_state(train, "on_end_training_batch", roles={"batch_end"}),
+        "feed binding": _edit_state(train, "training_step", item="train"),
+        "feed": attrs.evolve(train, feeds=tuple(attrs.evolve(f, skip_flag="_skip") for f in train.feeds)),
+        "epoch counter": attrs.evolve(train, epochs=attrs.evolve(train.epochs, attr="epoch")),
+    }
+    prints = {name: spec.fingerprint() for name, spec in edits.items()}
+    assert train.fingerprint() not in prints.values()
+    assert len(set(prints.values())) == len(edits), prints
+    unchanged = [
+        attrs.evolve(train, doc="other words", colorscheme="set33", graph_name="Other"),
+        _edit_state(train, "training_step", doc="a docstring"),
+        lifecycles.Lifecycle.from_dict(train.to_dict()),
+    ]
+    assert {spec.fingerprint() for spec in unchanged} == {train.fingerprint()}
+
+
 def test_every_problem_is_listed_in_one_error() -> None:
     """Unknown names (with suggestions), unreachable, trap and unguarded-loop problems together."""
-    with pytest.raises(SpecError) as info:
+    with pytest.raises(SpecError, match=r"^lifecycle 'toy'") as info:
         _spec(
             [
                 Edge("a", "bb"),  # unknown target, close to b
@@ -53,7 +97,7 @@ def test_a_loop_without_an_exit_is_refused() -> None:
 
 def test_extension_edges_need_a_reason_and_fallback_goes_last() -> None:
     """Extension edges must say why; the unguarded fallback must be declared last."""
-    with pytest.raises(SpecError) as info:
+    with pytest.raises(SpecError, match=r"extension edge b -> c needs a reason") as info:
         _spec([Edge("a", "b"), Edge("a", "c", guard="more"), Edge("b", "c", "extension")])
     text = str(info.value)
     assert "extension edge b -> c needs a reason" in text
