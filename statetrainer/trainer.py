@@ -73,6 +73,13 @@ class ConvnetTrainer:
                 ...
 
         MyTrainer(config).train()
+
+    The epoch count is farabio's ``self._num_epochs`` (default 10). ``num_epochs=`` (or
+    ``epochs=``) and a ``num_epochs``/``epochs`` key of ``config`` set it too: a keyword
+    beats a config key, and a hook setting ``self._num_epochs`` beats both. A method that
+    looks like a hook but is none (``on_validation_epoch_end``) warns when the class is
+    defined, an attribute that is a near miss of farabio's (``self.num_epochs``) when the
+    trainer is built.
     """
 
     #: Attributes checkpoints leave out (besides loaders, live iterators and ``config``).
