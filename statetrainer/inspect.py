@@ -395,7 +395,8 @@ def read_status(folder: str | os.PathLike[str]) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigurationError(f"{str(status)!r} cannot be read: {exc.strerror}; check its permissions") from None
     except ValueError as exc:
-        raise ConfigurationError(f"{str(status)!r} is not JSON ({_short_reason(exc)}): {_DAMAGED}") from None
+        raise ConfigurationError(f"{str(status)!r} is unreadable: not JSON ({_short_reason(exc)}); {_DAMAGED}") \
+            from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ConfigurationError(f"{str(status)!r} was not written by statetrainer (format {FORMAT!r} expected)")
     check_status(data, status)

@@ -100,8 +100,8 @@ CASES: list[tuple[str, Callable[[Path], None], tuple[str, ...], str]] = [
     ("other model size", _edit_json("run.json", _set("config.values.hidden", 32)), RESUME,
      "self.model: 0.weight has shape [16, 8] in the file, [32, 8] here"),
     # status.json for inspect
-    ("status not JSON", _write("status.json", b'{"status": "runn'), INSPECT, "status.json' is not JSON"),
-    ("status binary", _write("status.json", b"\x89PNG\r\n\x1a\n\x00"), INSPECT, "is not JSON (not UTF-8 text)"),
+    ("status not JSON", _write("status.json", b'{"status": "runn'), INSPECT, "status.json' is unreadable: not JSON"),
+    ("status binary", _write("status.json", b"\x89PNG\r\n\x1a\n\x00"), INSPECT, "is unreadable: not JSON (not UTF-8 text)"),
     ("status status", _edit_json("status.json", _set("status", 5)), INSPECT,
      "field 'status' should be a string, not 5"),
     ("status epoch", _edit_json("status.json", _set("epoch", "x")), INSPECT,
