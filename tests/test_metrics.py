@@ -68,7 +68,7 @@ def test_step_values_reach_csv_per_step_without_a_sync_per_batch(tmp_path: Path,
     trainer = StepLogging(epochs=2, run_dir=tmp_path)
     trainer.add_callback(CSVLogger())
     trainer.train()
-    rows = list(csv.DictReader((tmp_path / "metrics_steps.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "metrics_steps.csv").read_text().splitlines()))
     assert [(r["step"], r["epoch"], r["metric"]) for r in rows[:4]] == [
         ("1", "1", "loss"), ("1", "1", "lr"), ("2", "1", "loss"), ("2", "1", "lr")]
     assert len(rows) == 2 * 4 * 2 and rows[-1]["step"] == "8" and rows[-1]["epoch"] == "2"
