@@ -2,9 +2,9 @@
 
 Each training item is a micro-batch; every ``accumulate`` micro-batches (and at the end
 of the data) the machine takes the ``step_due`` edge to ``optimizer_step``. Only
-``optimizer_step`` is resumable: after ``micro_batch`` the accumulated gradients are in
-flight (a checkpoint there could not resume them), so periodic checkpoints and signal
-stops wait for the next optimizer step. Run it: ``python examples/grad_accumulation.py``;
+``optimizer_step`` is declared resumable, so periodic checkpoints and signal stops land
+on whole optimizer steps (a checkpoint would also hold the gradients in flight, but a
+micro-batch is not a moment anyone wants to stop at). Run it: ``python examples/grad_accumulation.py``;
 draw it: ``statetrainer diagram accumulate --trainer examples/grad_accumulation.py:AccumulatingTrainer``.
 """
 

@@ -2,7 +2,8 @@
 
 A checkpoint holds the machine's state (the state whose calls have completed), the
 position, pending stop/skip requests, every module/optimizer/scheduler/scaler attribute
-(and each module's train/eval mode) by ``state_dict``, **the trainer's other attributes**
+(and each module's train/eval mode and the gradients it holds, so an accumulation
+between optimizer steps resumes exactly) by ``state_dict``, **the trainer's other attributes**
 (plain values, containers, objects such as a farabio trainer's early-stopping helper,
 tensors) pickled with references to the live modules, optimizers and loaders kept as
 references, RNG states, each data feed's position (items taken, how its iterable was
@@ -93,6 +94,8 @@ def capture(trainer: Any, state: str) -> dict[str, Any]:
             for name, obj in objects.items()
             if isinstance(obj, torch.nn.Module)
         },
+        # gradients in flight (an accumulation between optimizer steps) are part of the state
+        "grads": _gradients(objects),
         "attrs": _pickle_attributes(trainer, objects),
         "rng": ck.rng_state(*_loaders(trainer)),
         "metrics": rt.metrics.state_dict(),
@@ -110,6 +113,17 @@ def _feed_position(trainer: Any, feed: Any) -> dict[str, Any]:
         "kind": _iterable_kind(iterable),
         "rng": feed.open_rng,
     }
+
+
+def _gradients(objects: dict[str, Any]) -> dict[str, list[torch.Tensor | None]]:
+    """Each module's parameter gradients, when it has any (none after ``zero_grad(set_to_none=True)``)."""
+    out: dict[str, list[torch.Tensor | None]] = {}
+    for name, obj in objects.items():
+        if isinstance(obj, torch.nn.Module):
+            grads = [None if p.grad is None else p.grad.detach().clone() for p in obj.parameters()]
+            if any(g is not None for g in grads):
+                out[name] = grads
+    return out
 
 
 # -- the trainer's own attributes -------------------------------------------------------
@@ -269,6 +283,9 @@ def restore(trainer: Any, data: dict[str, Any], source: str = "the checkpoint") 
     for name, modes in data.get("modes", {}).items():
         for module, training in zip(objects[name].modules(), modes):
             module.training = training
+    for name, grads in data.get("grads", {}).items():
+        for param, grad in zip(objects[name].parameters(), grads):
+            param.grad = None if grad is None else grad.to(param.device)
     _restore_attributes(trainer, data["attrs"])
     _restore_runtime(rt, spec, data)
     _restore_callbacks(rt.bundles, data["callbacks"])

@@ -43,11 +43,15 @@ class Handle:
     ) -> None:
         self.state, self.fn, self.order, self.seq = state, fn, order, seq
         self.every, self.once, self.when = every, once, when
-        self._count = [0]  # one cell shared with the bound call, so filtering is one increment
+        # The filter's position, in one cell shared with the bound call: entries since the
+        # last firing for every=N (0..N-1), entries seen for once=N (stops at N + 1). It stays
+        # a small int, so counting allocates nothing and a skip costs less than a call.
+        self._count = [0]
 
     @property
     def count(self) -> int:
-        """Entries of the state (or role) seen this run; filters count them."""
+        """The filter's position this run: entries since the last ``every=`` firing, or entries
+        seen up to ``once=``'s (checkpoints keep it, so a resume fires at the same steps)."""
         return self._count[0]
 
     @count.setter
@@ -70,42 +74,51 @@ class Handle:
         where = f"role:{self.state.name}" if isinstance(self.state, Role) else self.state
         return f"{where}|{callable_name(self.fn)}|{self.order}"
 
+    def due(self) -> bool:
+        """Count one entry; true when ``every``/``once`` let the callback run (``when`` aside)."""
+        cell, every, once = self._count, self.every, self.once
+        n = cell[0] + 1
+        if every is not None:
+            cell[0] = 0 if n == every else n
+            return n == every
+        if once is not None:
+            if n > once + 1:
+                return False
+            cell[0] = n
+            return n == once
+        return True
+
     def bind(self, trainer: Any) -> Callable[[], Any]:
         """A zero-argument call for the driver, applying this handle's filters."""
-        fn = self.fn
+        fn, when = self.fn, self.when
         if not self.filtered:
             return lambda: fn(trainer)
-        cell, every, once, when = self._count, self.every, self.once, self.when
-        if when is None and once is None:
+        if when is None and self.once is None:
+            cell, every = self._count, self.every
+
             def every_nth() -> Any:
-                n = cell[0] = cell[0] + 1
-                if n % every:  # type: ignore[operator]
+                n = cell[0] + 1
+                if n != every:
+                    cell[0] = n
                     return None
+                cell[0] = 0
                 return fn(trainer)
+
             return every_nth
+        due = self.due
 
         def call() -> Any:
-            n = cell[0] = cell[0] + 1
-            if every is not None and n % every:
-                return None
-            if once is not None and n != once:
-                return None
-            if when is not None and not when(trainer):
-                return None
-            return fn(trainer)
+            if due() and (when is None or when(trainer)):
+                return fn(trainer)
+            return None
 
         return call
 
     def fire(self, *args: Any) -> Any:
         """Call the callback once with ``args``, applying its filters (for ``on_exception``)."""
-        n = self._count[0] = self._count[0] + 1
-        if self.every is not None and n % self.every:
-            return None
-        if self.once is not None and n != self.once:
-            return None
-        if self.when is not None and not self.when(args[0]):
-            return None
-        return self.fn(*args)
+        if self.due() and (self.when is None or self.when(args[0])):
+            return self.fn(*args)
+        return None
 
     def __repr__(self) -> str:
         return f"<Handle {self.name} on {self.state} order={self.order}>"

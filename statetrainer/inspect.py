@@ -181,7 +181,8 @@ class RunRecorder:
 
     def _sample(self) -> None:
         pos = self.trainer._statetrainer.driver.position
-        while not self._stop.wait(max(self.min_interval, 0.01)):
+        interval = min(max(self.min_interval, 0.01), 3600.0)  # wait(inf) overflows time_t
+        while not self._stop.wait(interval):
             now = (pos.state, pos.lifecycle, pos.batch, pos.epoch, pos.status, pos.global_step)
             if now != self._last:
                 try:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -58,6 +59,8 @@ CONTROL_GUARDS = ("stop_requested", "epoch_stop_requested", "skip_requested")
 EPOCHS_GUARD = "epochs_remaining"
 #: ``<compound>_overridden``: true when the trainer overrides the compound state's hook.
 OVERRIDDEN_SUFFIX = "_overridden"
+
+_FINGERPRINTS: dict[int, tuple[weakref.ref[Any], str]] = {}
 
 
 def _as_guard(value: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -348,7 +351,18 @@ class Lifecycle:
         return tuple(s.name for s in self.states if s.region == region)
 
     def fingerprint(self) -> str:
-        """A stable hash of states (with their roles), edges, feeds and guards; checkpoints record it."""
+        """A stable hash of states (with their roles), edges, feeds and guards; checkpoints record it.
+
+        Computed once per spec object (a run looks it up on every start).
+        """
+        cached = _FINGERPRINTS.get(id(self))
+        if cached is not None and cached[0]() is self:
+            return cached[1]
+        value, key = self._fingerprint(), id(self)
+        _FINGERPRINTS[key] = (weakref.ref(self, lambda _: _FINGERPRINTS.pop(key, None)), value)
+        return value
+
+    def _fingerprint(self) -> str:
         data = self.to_dict()
         for key in ("doc", "colorscheme", "graph_name"):
             data.pop(key)

@@ -149,8 +149,8 @@ def test_filter_counters_resume_at_the_same_steps(tmp_path: Path) -> None:
 
 
 def test_a_signal_in_the_middle_of_an_accumulation_waits_for_the_optimizer_step(tmp_path: Path) -> None:
-    """micro_batch leaves gradients in flight, so it is not resumable: SIGINT during a micro-batch
-    stops at the next optimizer_step, whose checkpoint resumes to the uninterrupted weights."""
+    """micro_batch is not declared resumable: SIGINT during a micro-batch stops at the next
+    optimizer_step, whose checkpoint resumes to the uninterrupted weights."""
     reference = acc.build(None, epochs=2, accumulate=4)
     reference.run()
     first = acc.build(tmp_path, epochs=2, accumulate=4)

@@ -120,13 +120,9 @@ def test_resumed_accumulation_position_is_checkpointed(tmp_path: Path) -> None:
     assert micro[:3] == [2, 3, 0] and resumed.default_step.steps == 4 * 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "package bug: on_end_training_batch is resumable, but with StepHelper(accumulate>1) the gradients "
-    "of the micro-batches since the last optimizer step are in flight there and no checkpoint holds "
-    "them (micro is restored, the .grad tensors are not), so a run resumed mid-accumulation steps on a "
-    "partial gradient and ends with other weights"))
 def test_resuming_mid_accumulation_equals_the_uninterrupted_run(tmp_path: Path) -> None:
-    """Interrupted after 6 micro-batches (2 into an accumulation) and resumed: bitwise the uninterrupted weights."""
+    """Interrupted after 6 micro-batches (2 into an accumulation) and resumed: bitwise the uninterrupted
+    weights (the checkpoint holds the gradients in flight)."""
     reference = Regression(accumulate=4)
     reference.train()
     path = tmp_path / "ck.pt"
