@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from statetrainer._checks import AttributeNameWarning, HookNameWarning, StateTrainerWarning
 from statetrainer._errors import (
     CheckpointError,
     ConfigurationError,
@@ -67,6 +68,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AttributeNameWarning",
     "BATCH_END",
     "CSVLogger",
     "Callback",
@@ -82,6 +84,7 @@ __all__ = [
     "Feed",
     "GanTrainer",
     "Guard",
+    "HookNameWarning",
     "ItemLoop",
     "LRSchedulerStep",
     "Lifecycle",
@@ -95,6 +98,7 @@ __all__ = [
     "State",
     "StateTimer",
     "StateTrainerError",
+    "StateTrainerWarning",
     "TensorBoardLogger",
     "TrainerRunError",
     "UnknownStateError",

@@ -18,7 +18,7 @@ role                      what the runtime does
                           data-parallel ranks agree on a stop. Epoch-level callbacks
                           (EarlyStopping, ModelCheckpoint, CSVLogger, ...) attach here.
 ``batch_end``             a training item is done: ``checkpoint_every`` counts here;
-                          per-batch callbacks (ProgressBar, per-batch LR steps) attach here.
+                          per-batch callbacks (per-batch LR steps) attach here.
 ``resumable``             a checkpoint taken after this state's calls resumes exactly:
                           no item is in flight. Automatic checkpoints (periodic, epoch,
                           signal) and ``save_checkpoint()`` are served at these states only

@@ -63,7 +63,7 @@ def test_control_and_callbacks_work_on_custom_lifecycles() -> None:
     assert trainer.steps == 3 and trainer.status == "stopped"
     assert [e.state for e in trainer.trace][-1] == "on_train_end"
     dot = diagrams.to_dot(acc.ACCUMULATE)
-    assert 'micro_batch -> micro_batch [label = "accumulate"]' in dot
+    assert 'micro_batch -> micro_batch [label = "accumulate\\n[has_next_batch]"]' in dot
 
 
 def test_a_broken_custom_lifecycle_is_refused_when_declared() -> None:
