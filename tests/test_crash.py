@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from statetrainer import lifecycles
+from statetrainer.checkpoint import latest_good
+
 pytestmark = pytest.mark.slow
 
 DEMO = [sys.executable, "-m", "statetrainer", "demo", "--quiet", "--seed", "5"]
@@ -64,17 +67,20 @@ def test_sigkill_at_random_moments_then_resume_gives_identical_weights(tmp_path:
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_stops_gracefully_with_a_checkpoint_and_resumes(tmp_path: Path, sig: int, code: int) -> None:
-    """SIGINT/SIGTERM: checkpoint, status 'stopped', exit 130/143; --resume then finishes."""
+    """SIGINT/SIGTERM after the first checkpoint (one every 3 batches of 4 epochs): a checkpoint at
+    the batch end, status 'stopped', exit 130/143; --resume then finishes the run and tests it."""
     run_dir = tmp_path / "run"
-    proc = _start(run_dir, "--epochs", "40")
-    assert _wait_for_checkpoint(proc, run_dir)
+    proc = _start(run_dir, "--epochs", "4", "--checkpoint-every", "3")
+    assert _wait_for_checkpoint(proc, run_dir), "the run ended before its first checkpoint"
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == code, err.decode()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, f"the signal must land while the run trains: {err.decode()}"
     status = json.loads((run_dir / "status.json").read_text())
     assert status["status"] == "stopped" and status["lifecycle"] == "train"
     assert b"resume with --resume" in err
+    _, newest = latest_good(run_dir / "checkpoints")
+    assert lifecycles.TRAIN.state(newest["state"]).has("resumable"), newest["state"]
     done = subprocess.run([*DEMO, "--resume", "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1].startswith("test accuracy:")
-
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "finished"

@@ -93,6 +93,10 @@ def _interrupt(trainer: Dropouty, state: str, nth: int, path: Path) -> None:
     trainer.observe(crash)
 
 
+# Resumed after epoch 1's last optimizer step (from an evaluation state), the new process steps the
+# restored scheduler at on_epoch_end before its own optimizer has stepped: torch warns about an order
+# that is right across the two processes (the checkpoint restored both; the weights are compared below).
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before `optimizer.step\\(\\)`:UserWarning")
 @settings(max_examples=25, deadline=None)
 @given(BOUNDARIES, st.booleans(), st.booleans())
 def test_interrupted_plus_resumed_equals_uninterrupted(

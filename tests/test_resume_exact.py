@@ -144,7 +144,7 @@ def _with_callbacks(folder: Path) -> tuple[Scheduled, ModelCheckpoint, EarlyStop
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(path.open())]
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(path.read_text().splitlines())]
 
 
 def test_stateful_callbacks_resume_where_they_were(tmp_path: Path) -> None:
