@@ -26,6 +26,7 @@ from typing import Any
 
 import attrs
 
+from statetrainer import tracefile
 from statetrainer._errors import ConfigurationError
 
 FORMAT = "statetrainer.status/1"
@@ -128,7 +129,7 @@ class RunRecorder:
     each epoch's close, at the end, and in between by a sampler thread that reads the live
     position every ``min_interval`` seconds (so it shows where the run really is — a long
     ``training_step``, an evaluation — at no cost per batch); ``trace.jsonl`` is appended
-    at epoch closes and at the end.
+    (chunks of :mod:`statetrainer.tracefile`) by the same writes.
     """
 
     def __init__(self, trainer: Any, folder: str | os.PathLike[str], min_interval: float = 0.5) -> None:
@@ -185,8 +186,8 @@ class RunRecorder:
         while not self._stop.wait(interval):
             now = (pos.state, pos.lifecycle, pos.batch, pos.epoch, pos.status, pos.global_step)
             if now != self._last:
-                try:
-                    self.write(trace=False)
+                try:  # the trace too: trace.jsonl stays live, and no entry is lost in long epochs
+                    self.write()
                 except OSError:  # a full disk must not kill the run from this thread
                     pass
 
@@ -217,29 +218,29 @@ class RunRecorder:
                 self._write_trace()
 
     def _write_trace(self) -> None:
-        """Append the entries recorded since the last write; rotate past 2x the trace size.
-
-        The file keeps at most about twice the in-memory trace: when it would grow past
-        that, it is rewritten (atomically) with the kept entries only.
-        """
+        """Append the entries recorded since the last write as one chunk line
+        (:mod:`statetrainer.tracefile`); past twice the trace's size, rewrite the file
+        (atomically) with the kept entries only."""
         trace = self.trainer.trace
-        new = trace.total - self._written
-        if new <= 0 and (self.folder / TRACE_FILE).exists():
-            return
-        entries = trace.tail(min(new, len(trace))) if new > 0 else []
         path = self.folder / TRACE_FILE
         run_id = self.trainer._statetrainer.run_id
-        if self._lines + len(entries) > 2 * trace.maxlen or not path.exists():
-            entries = trace.entries()
+        rotate = not path.exists() or self._lines + trace.total - self._written > 2 * trace.maxlen
+        made = tracefile.chunk(trace, 0 if rotate else self._written, run_id)
+        if made is None:
+            if not path.exists():
+                path.touch()
+            return
+        line, end = made
+        if rotate:
             tmp = self.folder / f".{TRACE_FILE}.tmp"
-            tmp.write_text("".join(trace_line(e, run_id) for e in entries))
+            tmp.write_text(line)
             os.replace(tmp, path)
-            self._lines = len(entries)
+            self._lines = len(trace)
         else:
             with path.open("a") as handle:
-                handle.write("".join(trace_line(e, run_id) for e in entries))
-            self._lines += len(entries)
-        self._written = trace.total
+                handle.write(line)
+            self._lines += end - self._written
+        self._written = end
 
 
 #: Room kept on the run directory's disk while a run writes, so that the final status.json
@@ -252,16 +253,6 @@ def _reserve(path: Path) -> None:
     with contextlib.suppress(OSError):
         with path.open("wb") as handle:
             handle.write(bytes(RESERVE_BYTES))
-
-
-def trace_line(entry: Any, run_id: str | None) -> str:
-    """One line of ``trace.jsonl``: the entry's fields, then the run's id.
-
-    The id is on every line (not in a header line): readers take the file's tail (the web
-    view reads it from the end), a rotation rewrites it, and a resumed run appends to it;
-    each line still says which run it belongs to.
-    """
-    return json.dumps({**entry._asdict(), "run_id": run_id}) + "\n"
 
 
 def _ranks() -> dict[str, int]:
@@ -525,16 +516,29 @@ def read_trace(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     rows = []
     for number, line in enumerate(text.splitlines(), 1):
         if line.strip():
-            rows.append(_trace_row(p, number, line))
+            rows.extend(_trace_rows(p, number, line))
     return rows
 
 
-def _trace_row(path: Path, number: int, line: str) -> dict[str, Any]:
-    fix = "the line was edited or the file is not a statetrainer trace; restore it, or remove that line"
+_TRACE_FIX = "the line was edited or the file is not a statetrainer trace; restore it, or remove that line"
+
+
+def _trace_rows(path: Path, number: int, line: str) -> list[dict[str, Any]]:
+    """The entries of one line: a chunk (``statetrainer.trace/2``) or a format-1 entry."""
     try:
         row = json.loads(line)
     except ValueError:
-        raise ConfigurationError(f"{str(path)}:{number} is not a JSON line; {fix}") from None
+        raise ConfigurationError(f"{str(path)}:{number} is not a JSON line; {_TRACE_FIX}") from None
+    if isinstance(row, dict) and row.get("format") == tracefile.FORMAT:
+        try:
+            return tracefile.entries(row)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise ConfigurationError(f"{str(path)}:{number} is a damaged trace chunk ({exc}); {_TRACE_FIX}") from None
+    return [_trace_row(path, number, row)]
+
+
+def _trace_row(path: Path, number: int, row: Any) -> dict[str, Any]:
+    fix = _TRACE_FIX
     if not isinstance(row, dict):
         raise ConfigurationError(f"{str(path)}:{number} is {type(row).__name__}, not a trace entry (an object); {fix}")
     for name, (ok, required, should) in TRACE_FIELDS.items():

@@ -43,8 +43,10 @@ def same_weights(a: Path, b: Path) -> bool:
 
 
 def trace(run_dir: Path) -> list[dict[str, Any]]:
-    """The lines of RUN_DIR/trace.jsonl."""
-    return [json.loads(line) for line in (run_dir / "trace.jsonl").read_text().splitlines() if line.strip()]
+    """The entries of RUN_DIR/trace.jsonl."""
+    from statetrainer import tracefile
+
+    return tracefile.read(run_dir / "trace.jsonl")
 
 
 def status(run_dir: Path) -> dict[str, Any]:

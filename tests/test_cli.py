@@ -103,7 +103,9 @@ def test_trace_file_appends_and_rotates(tmp_path: Path) -> None:
 
     t = RecordingTrainer(Config(num_epochs=6, batches=5, valid_items=1), trace_size=40, run_dir=tmp_path)
     t.train()
-    rows = [json.loads(line) for line in (tmp_path / "trace.jsonl").read_text().splitlines()]
+    from statetrainer import tracefile
+
+    rows = tracefile.read(tmp_path / "trace.jsonl")
     assert 0 < len(rows) <= 80
     seqs = [r["seq"] for r in rows]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "no gaps or repeats"

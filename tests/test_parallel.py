@@ -105,5 +105,7 @@ def test_the_demo_runs_under_torchrun_and_inspect_shows_it_finished(tmp_path: Pa
                             capture_output=True, text=True, check=True)
     data = json.loads(status.stdout)
     assert data["status"] == "finished" and (run / "model.pt").is_file()
-    trace = [json.loads(line)["state"] for line in (run / "trace.jsonl").read_text().splitlines()]
+    from statetrainer import tracefile
+
+    trace = [e["state"] for e in tracefile.read(run / "trace.jsonl")]
     assert trace.count("on_train_epoch_start") == 2

@@ -309,13 +309,14 @@ def test_trace_tail_pages_backwards_and_skips_a_half_written_line(root: Path, se
 
 
 def test_trace_with_bad_lines_reports_them(root: Path, serve: Client) -> None:
-    """Lines that are not trace entries are counted and skipped; unknown fields (an edge) pass through."""
+    """Lines that are not trace entries are counted and skipped (a blank line is not counted);
+    unknown fields (an edge) pass through."""
     run = make_run(root / "t")
     (run / "trace.jsonl").write_text(trace_line(0) + "not json\n[1, 2]\n{}, {}\n\n"
                                      + json.dumps({"seq": 1, "state": "x", "edge": 3, "lifecycle": "train"}) + "\n")
     data = serve.json("/api/trace?run=0:t")
     assert [e["seq"] for e in data["entries"]] == [0, 1] and data["entries"][1]["edge"] == 3
-    assert data["bad"] == 4 and "4 line(s)" in data["problem"]
+    assert data["bad"] == 3 and "3 line(s)" in data["problem"]
 
 
 def test_a_100_mb_trace_is_read_from_its_end_only(root: Path, serve: Client, monkeypatch: pytest.MonkeyPatch) -> None:

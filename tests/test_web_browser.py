@@ -36,6 +36,7 @@ from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
+from statetrainer import tracefile  # noqa: E402
 from statetrainer.web.server import ViewServer, make_server, serve_in_thread  # noqa: E402
 
 DOCS_ASSETS = Path(__file__).resolve().parents[1] / "docs" / "assets" / "web"
@@ -308,7 +309,7 @@ def test_replay_moves_through_the_trace(runs: dict[str, Any], root: Path, server
                                         shots: Callable[[Any, str], Path]) -> None:
     """Step, scrub, play and jump to the failure: the highlight follows trace.jsonl's entries."""
     runs["failing"].wait(timeout=START_TIMEOUT)
-    entries = [json.loads(x) for x in (root / "failing" / "trace.jsonl").read_text().splitlines()]
+    entries = tracefile.read(root / "failing" / "trace.jsonl")
     browser.get(run_url(server, "failing"))
     wait(browser, lambda d: "replay all" in d.find_element(By.ID, "replay-info").text, message="trace not loaded")
     click = lambda id_: browser.find_element(By.ID, id_).click()  # noqa: E731

@@ -28,7 +28,7 @@ _EXPLAIN_EXAMPLES = """examples:
 
 
 def add_parsers(sub: Any) -> None:
-    """Add ``diagram``, ``explain``, ``verify`` and ``verify-trace``."""
+    """Add ``diagram``, ``explain``, ``verify``, ``verify-trace`` and ``trace``."""
     fmt = argparse.RawDescriptionHelpFormatter
     g = sub.add_parser(
         "diagram", help="draw a lifecycle from the code", formatter_class=fmt, epilog=_DIAGRAM_EXAMPLES,
@@ -85,6 +85,14 @@ def add_parsers(sub: Any) -> None:
     t.add_argument("trace", help="trace.jsonl of a run directory")
     t.add_argument("--trainer", default=None, metavar="TARGET", help=_TRAINER_HELP)
     t.set_defaults(func=_verify_trace)
+
+    e = sub.add_parser("trace", help="print a run's trace, one JSON object per entry",
+                       description="Print the entries of a run directory's trace.jsonl (written in chunks, "
+                                   "statetrainer.trace/2) one JSON object per line: seq, lifecycle, state, epoch, "
+                                   "batch, depth, note, edge, run_id — for people and jq.")
+    e.add_argument("run", help="a run directory, or its trace.jsonl")
+    e.add_argument("--tail", type=int, default=None, metavar="N", help="only the last N entries (default: all)")
+    e.set_defaults(func=_print_trace)
 
 
 _TRAINER_HELP = "a trainer class, MODULE:CLASS or file.py:CLASS, for its lifecycles (default: ConvnetTrainer's)"
@@ -209,6 +217,20 @@ def _verify(args: argparse.Namespace) -> int:
     if not args.verbose:
         print("(-v lists the extension edges and each lifecycle's roles)")
     return 0 if ok else 1
+
+
+def _print_trace(args: argparse.Namespace) -> int:
+    from statetrainer import tracefile
+    from statetrainer.inspect import read_trace
+
+    path = Path(args.run)
+    rows = read_trace(path / "trace.jsonl" if path.is_dir() else path)
+    if args.tail is not None:
+        if args.tail < 0:
+            raise UsageError(f"--tail must be >= 0, got {args.tail}")
+        rows = rows[len(rows) - args.tail:] if args.tail else []
+    sys.stdout.writelines(tracefile.iter_lines(rows))
+    return 0
 
 
 def _verify_trace(args: argparse.Namespace) -> int:

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from statetrainer import tracefile
 from statetrainer.web import diagram, runs
 from statetrainer.web.files import RAW_FILES, Cache, Refused, Roots, signature, tail_lines
 
@@ -207,24 +208,22 @@ def _int(query: dict[str, str], key: str, default: int) -> int:
 
 
 def _trace(file: Path, limit: int, before: int | None) -> dict[str, Any]:
+    """The last ``limit`` entries (whole lines: a chunk line of :mod:`statetrainer.tracefile`
+    holds many) before byte ``before``; ``start`` is where the lines used begin."""
     lines, start, end, size = tail_lines(file, limit, before)
-    try:  # one parse for the whole tail; line by line only when some line is bad
-        parsed: list[Any] = json.loads(b"[" + b",".join(lines) + b"]") if lines else []
-    except ValueError:
-        parsed = []
-    if len(parsed) != len(lines):  # a bad line, or one holding several values ("1, 2")
-        parsed = [_parse_line(line) for line in lines]
-    entries = [e for e in parsed if isinstance(e, dict) and isinstance(e.get("state"), str)]
-    bad = len(parsed) - len(entries)
+    used: list[list[dict[str, Any]]] = []
+    count = bad = 0
+    for line in reversed(lines):
+        if count >= limit:
+            start += len(line) + 1  # a line left for the next page, above
+            continue
+        found, wrong = tracefile.parse([line])
+        bad += wrong
+        used.append(found)
+        count += len(found)
+    entries = [e for found in reversed(used) for e in found]
     problem = f"{bad} line(s) of trace.jsonl are not trace entries and were skipped" if bad else None
     return {"entries": entries, "start": start, "end": end, "size": size, "bad": bad, "problem": problem}
-
-
-def _parse_line(line: bytes) -> Any:
-    try:
-        return json.loads(line)
-    except ValueError:
-        return None
 
 
 def _etag(value: Any) -> str:
