@@ -239,7 +239,7 @@ def test_inspect_shows_died_after_sigkill_and_watch_ends(tmp_path: Path) -> None
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.communicate(timeout=60)  # reaps it and closes its pipes
     assert status(run)["status"] == "running"
     shown = statetrainer("inspect", str(run))
     assert shown.returncode == 0, shown.stderr

@@ -138,7 +138,7 @@ def test_the_lock_is_released_when_the_writer_dies(tmp_path: Path) -> None:
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.communicate(timeout=60)  # reaps it and closes its pipes
     go_on.touch()  # the resumed run must not wait in its third step
     done = tiny(run, "--resume")
     assert done.returncode == 0, done.stderr
