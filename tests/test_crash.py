@@ -53,7 +53,7 @@ def test_sigkill_at_random_moments_then_resume_gives_identical_weights(tmp_path:
         if _wait_for_checkpoint(proc, run_dir):
             time.sleep(rng.uniform(0.0, 0.4))
             proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.communicate()
         killed += proc.returncode == -signal.SIGKILL
         for _ in range(5):  # a resume may itself be resumed; here each runs to the end
             done = subprocess.run([*DEMO, "--resume", "--run-dir", str(run_dir)], capture_output=True, text=True)
