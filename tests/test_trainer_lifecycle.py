@@ -46,7 +46,8 @@ REQUEST_SETS = [
     ("stop",), ("stop_epoch",), ("skip_batch",), ("stop", "stop_epoch"), ("stop", "skip_batch"),
     ("stop_epoch", "skip_batch"), ("stop", "stop_epoch", "skip_batch"),
 ]
-request_sets = st.sampled_from(REQUEST_SETS)
+#: For random runs: requests without a stop (which ends the run at once) are drawn more often.
+request_sets = st.sampled_from(REQUEST_SETS + [("stop_epoch",), ("skip_batch",), ("stop_epoch", "skip_batch")] * 2)
 
 
 #: Configurations with at least one epoch, batch and evaluation item: requests have places to land.
@@ -74,9 +75,14 @@ def configs_with_requests(draw: st.DrawFn, lifecycle: str = "train") -> Config:
         return cfg
     oracle = Oracle(cfg)
     getattr(oracle, lifecycle)()
-    where = draw(st.lists(st.sampled_from(oracle.visits), min_size=1, max_size=4, unique=True))
-    requests = frozenset((*position, r) for position in where for r in draw(request_sets))
-    return dataclasses.replace(cfg, requests=requests)
+    by_state: dict[str, list[tuple[str, int, int]]] = {}
+    for visit in oracle.visits:
+        by_state.setdefault(visit[0], []).append(visit)
+    requests: set[tuple[str, int, int, str]] = set()
+    for state in draw(st.lists(st.sampled_from(sorted(by_state)), min_size=1, max_size=4, unique=True)):
+        position = draw(st.sampled_from(by_state[state]))  # each state as likely as any other
+        requests.update((*position, r) for r in draw(request_sets))
+    return dataclasses.replace(cfg, requests=frozenset(requests))
 
 
 def _entered_by_declared_edges(entries: list[TraceEntry], spec: lifecycles.Lifecycle) -> None:
