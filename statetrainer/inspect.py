@@ -21,6 +21,7 @@ import socket
 import threading
 import time
 import traceback
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,12 @@ class Snapshot:
         return {"text/plain": repr(self)}
 
 
-def snapshot(trainer: Any) -> Snapshot:
-    """A frozen :class:`Snapshot` of ``trainer`` now (O(states): safe to take often)."""
+def snapshot(trainer: Any, visits: dict[str, int] | None = None) -> Snapshot:
+    """A frozen :class:`Snapshot` of ``trainer`` now.
+
+    ``visits`` (entries per state) are counted over the kept trace, in C, unless given (the
+    run directory's writer counts them from the chunks it writes: O(states) per status).
+    """
     rt = trainer._statetrainer
     pos = rt.driver.position
     spec = rt.spec if rt.spec is not None and rt.spec.name == pos.lifecycle else None
@@ -98,7 +103,7 @@ def snapshot(trainer: Any) -> Snapshot:
         metrics=rt.metrics.last,
         elapsed=round(time.monotonic() - rt.started, 3) if rt.started else 0.0,
         transitions=rt.driver.trace.total,
-        visits=rt.driver.trace.state_counts(),
+        visits=rt.driver.trace.state_counts() if visits is None else visits,
         seconds={k: round(v, 6) for k, v in dict(timers[0].seconds).items()} if timers else {},
     )
 
@@ -118,7 +123,7 @@ def _length(obj: Any) -> int | None:
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` via a temp file and rename (safe from several threads)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
+    tmp.write_text(json.dumps(data, separators=(",", ":"), default=str))  # the C encoder (indent= is Python)
     os.replace(tmp, path)
 
 
@@ -139,6 +144,8 @@ class RunRecorder:
         self.min_interval = min_interval
         self._written = 0  # trace entries already in trace.jsonl (by sequence number)
         self._lines = 0
+        self._visits: Counter[tuple[str, str]] = Counter()  # entries per (lifecycle, state) this run
+        self._counted_from = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -148,6 +155,8 @@ class RunRecorder:
     def start(self) -> None:
         """A run starts: write the lifecycles and the status, start sampling the position."""
         self._started_wall = time.time()
+        self._visits.clear()
+        self._counted_from = self.trainer.trace.total
         _reserve(self.folder / RESERVE_FILE)
         write_json_atomic(self.folder / LIFECYCLES_FILE, lifecycles_data(self.trainer))
         self.write()
@@ -196,7 +205,9 @@ class RunRecorder:
         with self._lock:
             pos = self.trainer._statetrainer.driver.position
             self._last = (pos.state, pos.lifecycle, pos.batch, pos.epoch, pos.status, pos.global_step)
-            snap = snapshot(self.trainer).to_json()
+            if trace:
+                self._write_trace()
+            snap = snapshot(self.trainer, self._visits_by_state()).to_json()
             snap["format"] = FORMAT
             snap["trainer"] = f"{type(self.trainer).__module__}:{type(self.trainer).__qualname__}"
             snap["run_id"] = self.trainer._statetrainer.run_id
@@ -214,8 +225,12 @@ class RunRecorder:
             if error is not None:
                 snap["error"] = first_failure(self.folder, _error_fields(error), self._started_wall)
             write_json_atomic(self.folder / STATUS_FILE, snap)
-            if trace:
-                self._write_trace()
+
+    def _visits_by_state(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for (_, state), n in self._visits.items():
+            out[state] = out.get(state, 0) + n
+        return out
 
     def _write_trace(self) -> None:
         """Append the entries recorded since the last write as one chunk line
@@ -225,12 +240,14 @@ class RunRecorder:
         path = self.folder / TRACE_FILE
         run_id = self.trainer._statetrainer.run_id
         rotate = not path.exists() or self._lines + trace.total - self._written > 2 * trace.maxlen
-        made = tracefile.chunk(trace, 0 if rotate else self._written, run_id)
+        made = tracefile.chunk(trace, 0 if rotate else self._written, run_id,
+                               count_from=max(self._written, self._counted_from))
         if made is None:
             if not path.exists():
                 path.touch()
             return
-        line, end = made
+        line, end, visits = made
+        self._visits.update(visits)
         if rotate:
             tmp = self.folder / f".{TRACE_FILE}.tmp"
             tmp.write_text(line)

@@ -6,7 +6,7 @@ run's end — as columns, so that writing costs a few C-level copies per entry, 
 object each (format 1 did; it cost about 20x the driver per batch)::
 
     {"format": "statetrainer.trace/2", "run_id": "3f2a...", "seq": 1200, "count": 300,
-     "keys": {"0": ["train", ["train", "on_train_start", ...]]},
+     "keys": {"0": [LIFECYCLE, [STATE0, STATE1, ...]]},
      "code": "<base64 int32: (edge index + 1) << 16 | state index>",
      "batch": "<base64 int32, -1: none>",
      "epoch": [[1, 240], [2, 60]],          # run lengths: value (null: none), count
@@ -23,25 +23,37 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import struct
 import sys
 from array import array
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 FORMAT = "statetrainer.trace/2"
 _SHIFT, _MASK = 16, (1 << 16) - 1
 
 
 def _column(values: list[int]) -> str:
-    packed = array("i", values)
-    if sys.byteorder == "big":
-        packed.byteswap()  # the file is little-endian everywhere
-    return base64.b64encode(packed.tobytes()).decode("ascii")
+    # struct converts each int directly (array("i", ...) parses an argument format per item)
+    return base64.b64encode(struct.pack(f"<{len(values)}i", *values)).decode("ascii")
 
 
 def _runs(values: list[Any]) -> list[list[Any]]:
-    return [[value, len(list(group))] for value, group in itertools.groupby(values)]
+    """``[value, count]`` runs. A column holds few runs (an epoch, a depth): each is found with
+    C-level counts, falling back to groupby when a value comes back after another."""
+    out: list[list[Any]] = []
+    i, n = 0, len(values)
+    while i < n:
+        rest = values[i:] if i else values
+        value = rest[0]
+        count = rest.count(value)
+        if count > 1 and rest[:count].count(value) != count:
+            return [[v, len(list(group))] for v, group in itertools.groupby(values)]
+        out.append([value, count])
+        i += count
+    return out
 
 
 def _window(ring: list[Any], i: int, count: int) -> list[Any]:
@@ -49,10 +61,19 @@ def _window(ring: list[Any], i: int, count: int) -> list[Any]:
     return ring[i:stop] if stop <= len(ring) else ring[i:] + ring[: stop - len(ring)]
 
 
-def chunk(trace: Any, start: int, run_id: str | None) -> tuple[str, int] | None:
+class Chunk(NamedTuple):
+    """A line of ``trace.jsonl``, the sequence number after its last entry, and the entries per
+    ``(lifecycle, state)`` among those from ``count_from`` on."""
+
+    line: str
+    end: int
+    visits: Counter[tuple[str, str]]
+
+
+def chunk(trace: Any, start: int, run_id: str | None, count_from: int | None = None) -> Chunk | None:
     """One line of ``trace.jsonl`` holding ``trace``'s entries from sequence number ``start``
-    (or from its oldest kept entry), and the sequence number after its last; ``None`` when
-    there is none yet.
+    (or from its oldest kept entry); ``None`` when there is none yet. Its entries from
+    ``count_from`` (default: all of them) are counted per state, in C.
 
     Safe from another thread: the driver writes an entry's four rings before it advances
     the ring position, and a window the driver lapped while it was being copied is copied
@@ -71,14 +92,30 @@ def chunk(trace: Any, start: int, run_id: str | None) -> tuple[str, int] | None:
             break
     else:
         return None
-    keys = {str(k): [trace._keys[k][-1], list(trace._keys[k][:-1])] for k in {m & _MASK for m in set(metas)}}
+    meta_runs = _runs(metas)
+    keys = {str(k): [trace._keys[k][-1], list(trace._keys[k][:-1])] for k in {m & _MASK for m, _ in meta_runs}}
     notes = {str(s): n for s, n in list(trace._notes.items()) if first <= s < total}
-    line = {
-        "format": FORMAT, "run_id": run_id, "seq": first, "count": count, "keys": keys,
-        "code": _column(codes), "batch": _column(batches), "epoch": _runs(epochs), "meta": _runs(metas),
-        "notes": notes,
-    }
-    return json.dumps(line, separators=(",", ":")) + "\n", total
+    head = json.dumps({"format": FORMAT, "run_id": run_id, "seq": first, "count": count, "keys": keys,
+                       "epoch": _runs(epochs), "meta": meta_runs, "notes": notes}, separators=(",", ":"))
+    # base64 needs no escaping: the columns are spliced in rather than encoded by json
+    line = f'{head[:-1]},"code":"{_column(codes)}","batch":"{_column(batches)}"}}\n'
+    skip = 0 if count_from is None else max(0, count_from - first)
+    return Chunk(line, total, _count(trace, codes, meta_runs, skip))
+
+
+def _count(trace: Any, codes: list[int], meta_runs: list[list[Any]], skip: int) -> Counter[tuple[str, str]]:
+    """Entries per ``(lifecycle, state)``, one C-level Counter per run of equal depth/lifecycle."""
+    out: Counter[tuple[str, str]] = Counter()
+    pos = 0
+    for meta, n in meta_runs:
+        lo, hi = max(pos, skip), pos + n
+        pos = hi
+        if lo >= hi:
+            continue
+        key = trace._keys[meta & _MASK]
+        for code, k in Counter(codes[lo:hi]).items():
+            out[key[-1], key[code & _MASK]] += k
+    return out
 
 
 def _decode_column(text: str) -> array[int]:

@@ -33,7 +33,7 @@ def test_chunks_round_trip_the_kept_entries(maxlen: int, start: int, recorded: l
         trace.record(key, s % (len(key) - 1), epoch, batch, depth, note, edge)
         made = tracefile.chunk(trace, written, "run1") if flush else None
         if made is not None:
-            line, written = made
+            line, written, _ = made
             read += tracefile.parse([line])[0]
     made = tracefile.chunk(trace, written, "run1")
     if made is not None:
@@ -42,6 +42,16 @@ def test_chunks_round_trip_the_kept_entries(maxlen: int, start: int, recorded: l
     assert read[len(read) - len(kept):] == kept
     seqs = [e["seq"] for e in read]
     assert seqs == sorted(set(seqs)), "no entry twice, in order"
+
+
+def test_chunks_count_their_entries_per_state() -> None:
+    """A chunk's visits count its entries from count_from, per (lifecycle, state), across lifecycles."""
+    trace = Trace(6)
+    for k, s in [(0, 0), (0, 1), (1, 0), (0, 1), (0, 1), (1, 1)]:
+        trace.record(KEYS[k], s, None, -1, 0)
+    made = tracefile.chunk(trace, 0, None, count_from=1)
+    assert made is not None and made.end == 6
+    assert made.visits == {("one", "b"): 3, ("two", "x"): 1, ("two", "y"): 1}
 
 
 def test_format_one_lines_still_read_and_damage_is_named(tmp_path: Path) -> None:
