@@ -81,14 +81,22 @@ def add_parsers(sub: Any) -> None:
     v.add_argument("-v", "--verbose", action="store_true", help="list the extension edges and the roles")
     v.set_defaults(func=_verify)
 
-    t = sub.add_parser("verify-trace", help="check that a recorded trace is a path through the machine")
+    t = sub.add_parser(
+        "verify-trace", help="check that a recorded trace is a path through the machine", formatter_class=fmt,
+        epilog="examples:\n  statetrainer verify-trace runs/first/trace.jsonl\n  statetrainer verify-trace "
+               "runs/acc/trace.jsonl --trainer examples/grad_accumulation.py:AccumulatingTrainer\n",
+        description="Check that every step of a recorded trace.jsonl is a transition of its lifecycle; exits 1\n"
+                    "naming the first step that is not. The lifecycles are the run directory's lifecycles.json\n"
+                    "when there is one, else --trainer's, else the built-in ones.")
     t.add_argument("trace", help="trace.jsonl of a run directory")
     t.add_argument("--trainer", default=None, metavar="TARGET", help=_TRAINER_HELP)
     t.set_defaults(func=_verify_trace)
 
-    e = sub.add_parser("trace", help="print a run's trace, one JSON object per entry",
-                       description="Print the entries of a run directory's trace.jsonl (written in chunks, "
-                                   "statetrainer.trace/2) one JSON object per line: seq, lifecycle, state, epoch, "
+    e = sub.add_parser("trace", help="print a run's trace, one JSON object per entry", formatter_class=fmt,
+                       epilog="examples:\n  statetrainer trace runs/first --tail 20\n  statetrainer trace "
+                              "runs/first | head -5\n",
+                       description="Print the entries of a run directory's trace.jsonl (written in chunks,\n"
+                                   "statetrainer.trace/2) one JSON object per line: seq, lifecycle, state, epoch,\n"
                                    "batch, depth, note, edge, run_id — for people and jq.")
     e.add_argument("run", help="a run directory, or its trace.jsonl")
     e.add_argument("--tail", type=int, default=None, metavar="N", help="only the last N entries (default: all)")

@@ -19,18 +19,33 @@ from typing import Any
 
 from statetrainer.cli import UsageError
 
+_EXAMPLES = """examples:
+  statetrainer inspect runs/first
+  statetrainer inspect runs/first --watch --interval 2
+  statetrainer inspect runs/first --json
+  statetrainer inspect runs/first --diagram now.svg
+"""
+
 #: Statuses after which --watch keeps going.
 LIVE = ("running", "stopping")
 
 
 def add_parsers(sub: Any) -> argparse.ArgumentParser:
     """Add ``inspect``; returns its parser (the web view adds ``--web``)."""
-    i = sub.add_parser("inspect", help="show a run's status (live or finished)")
-    i.add_argument("run_dir")
-    i.add_argument("--json", action="store_true")
+    i = sub.add_parser(
+        "inspect", help="show a run's status (live or finished)", epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Show where a run is — lifecycle, state, epoch, batch, metrics, the last transitions —\n"
+                    "from its run directory's status.json, which the running trainer keeps up to date.\n"
+                    "A 'running' status whose process is gone is shown as 'died'. Reads only.")
+    i.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (it holds status.json)")
+    i.add_argument("--json", action="store_true", help="print the status as JSON (default: as text)")
     i.add_argument("--watch", action="store_true", help="refresh until the run is finished, failed, stopped or dead")
-    i.add_argument("--interval", type=float, default=1.0)
-    i.add_argument("--diagram", default=None, help="write the lifecycle with the current state highlighted")
+    i.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
+                   help="seconds between refreshes with --watch (default: 1.0)")
+    i.add_argument("--diagram", default=None, metavar="FILE",
+                   help="also write the lifecycle with the current state highlighted: .svg, .png, else DOT "
+                        "(default: none)")
     i.set_defaults(func=_inspect)
     return i  # type: ignore[no-any-return]
 

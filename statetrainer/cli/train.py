@@ -1,4 +1,9 @@
-"""``statetrainer demo`` and ``statetrainer run``: train (and test) a trainer, with a run directory."""
+"""``statetrainer demo`` and ``statetrainer run``: train (and test) a trainer, with a run directory.
+
+This module has the demo and what both commands share (the run directory's claim, the
+saved settings in ``RUN_DIR/run.json``, the train and test phases);
+:mod:`statetrainer.cli.run_command` has ``run``.
+"""
 
 from __future__ import annotations
 
@@ -13,41 +18,56 @@ from pathlib import Path
 from typing import Any
 
 from statetrainer._errors import StateTrainerError
-from statetrainer.cli import AttrDict, UsageError, load_class
+from statetrainer.cli import AttrDict, UsageError
 from statetrainer.cli import main_process as _main_process
+
+_DEMO_EXAMPLES = """examples:
+  statetrainer demo                                  12 epochs, in a new folder under runs/
+  statetrainer demo --epochs 1 --seed 3 --run-dir runs/demo
+  statetrainer demo --resume --run-dir runs/demo     continue it with its saved settings
+  statetrainer demo --threads 2                      two torch threads: another result, another speed
+"""
 
 
 def add_parsers(sub: Any) -> None:
     """Add ``demo`` and ``run``."""
-    d = sub.add_parser("demo", help="train a small convnet on the shipped 8x8 digits")
-    d.add_argument("--epochs", type=int, default=12)
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--run-dir", default=None, help="default: a new folder under runs/")
-    d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    from statetrainer.cli import run_command
+
+    d = sub.add_parser(
+        "demo", help="train a small convnet on the shipped 8x8 digits", epilog=_DEMO_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a small convnet on the 8x8 handwritten digits shipped in the package (nothing is\n"
+                    "downloaded), then test it. Prints its torch thread count, a table per epoch, the run\n"
+                    "directory and the test accuracy.")
+    d.add_argument("--epochs", type=int, default=12, metavar="N", help="epochs to train (default: 12)")
+    d.add_argument("--seed", type=int, default=0, metavar="N",
+                   help="seed of the data split, the shuffling and the initial weights (default: 0)")
+    d.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch threads; the result and the speed depend on it (default: 1, the same result on "
+                        "every machine and the fastest on a busy one)")
+    d.add_argument("--run-dir", default=None, metavar="DIR", help="the run directory (default: a new "
+                   "runs/demo-<time>)")
+    d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                   help="where to train (default: auto, CUDA when there is one)")
     d.add_argument("--quiet", action="store_true", help="no progress bar or epoch table")
-    d.add_argument("--resume", action="store_true", help="continue the run in --run-dir with its settings")
-    d.add_argument("--checkpoint-every", type=int, default=None, metavar="N", help="checkpoint every N batches")
+    d.add_argument("--resume", action="store_true", help="continue the run in --run-dir with its saved settings")
+    d.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="a checkpoint every N training batches (default: none; epoch checkpoints always)")
     d.add_argument("--overwrite", action="store_true", help="replace the run --run-dir holds (or write into a "
                    "non-empty folder that holds none)")
     _run_options(d)
     d.set_defaults(func=_demo)
-
-    r = sub.add_parser("run", help="run a ConvnetTrainer subclass from a file")
-    r.add_argument("target", help="path/to/file.py:TrainerClass (or module:Class)")
-    r.add_argument("--config", action="append", default=[], metavar="KEY=VALUE")
-    r.add_argument("--mode", choices=["train", "test", "both"], default="train")
-    r.add_argument("--run-dir", default=None)
-    r.add_argument("--resume", action="store_true", help="continue the run in --run-dir with its settings")
-    r.add_argument("--checkpoint-every", type=int, default=None, metavar="N")
-    r.add_argument("--overwrite", action="store_true", help="replace the run --run-dir holds")
-    _run_options(r)
-    r.set_defaults(func=_run)
+    run_command.add_parser(sub)
 
 
-def _run_options(p: argparse.ArgumentParser) -> None:
+def _run_options(p: Any) -> None:
+    """``--log-level``, ``--profile``, ``--traceback`` (on a parser or an argument group)."""
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
-                   help="console log level (RUN_DIR/events.jsonl always gets info and above)")
+                   help="console log level; RUN_DIR/events.jsonl always gets info and above (default: warning)")
     p.add_argument("--profile", action="store_true", help="print the time spent in each state at the end")
+    p.add_argument("--traceback", action="store_true",
+                   help="on a failure, print the full traceback (default: the error, your file and line, and "
+                        "where in the lifecycle)")
 
 
 def _observe(trainer: Any, args: argparse.Namespace, run_dir: str) -> Any:
@@ -95,8 +115,10 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.epochs < 0:
         raise UsageError(f"--epochs must be >= 0, got {args.epochs}")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {args.threads}")
     config = {"epochs": args.epochs, "seed": args.seed, "device": args.device, "quiet": args.quiet,
-              "checkpoint_every": args.checkpoint_every}
+              "checkpoint_every": args.checkpoint_every, "threads": args.threads}
     run_dir = _run_dir(args, _default_run_dir)
     saved = _saved_settings(args, run_dir, "DigitsTrainer", _check_demo_config) if args.resume else None
     with _claimed(args, run_dir, "DigitsTrainer"):
@@ -226,11 +248,17 @@ _DEMO_FIELDS: dict[str, tuple[Any, str]] = {
     "device": (lambda v: v in ("auto", "cpu", "cuda", "mps"), "one of auto, cpu, cuda, mps"),
     "quiet": (lambda v: isinstance(v, bool), "true or false"),
     "checkpoint_every": (lambda v: v is None or (_is_int(v) and v >= 1), "an int >= 1 or null"),
+    "threads": (lambda v: v is None or (_is_int(v) and v >= 1), "an int >= 1 or null"),
 }
 _RUN_FIELDS: dict[str, tuple[Any, str]] = {
     "values": (lambda v: isinstance(v, dict), "an object"),
     "checkpoint_every": (lambda v: v is None or (_is_int(v) and v >= 1), "an int >= 1 or null"),
     "mode": (lambda v: v in ("train", "test", "both"), "one of train, test, both"),
+    "epochs": (lambda v: v is None or (_is_int(v) and v >= 0), "an int >= 0 or null"),
+    "limit_batches": (lambda v: v is None or (_is_int(v) and v >= 1), "an int >= 1 or null"),
+    "seed": (lambda v: v is None or _is_int(v), "an int or null"),
+    "callbacks": (lambda v: v is None or (isinstance(v, list) and all(isinstance(c, str) for c in v)),
+                  "a list of MODULE:NAME strings or null"),
 }
 
 
@@ -334,48 +362,3 @@ def _write_final_diagram(trainer: Any, run_dir: str) -> None:
         Path(run_dir, "lifecycle.svg").write_bytes(diagrams.render(dot, "svg"))
     except StateTrainerError:
         pass  # Graphviz missing: the DOT file is there
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _run(args: argparse.Namespace) -> int:
-    from statetrainer.trainer import ConvnetTrainer
-
-    cls = load_class(args.target)
-    if not (isinstance(cls, type) and issubclass(cls, ConvnetTrainer)):
-        raise UsageError(f"{args.target!r} is not a ConvnetTrainer subclass")
-    config = AttrDict()
-    for item in args.config:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--config expects KEY=VALUE, got {item!r}")
-        config[key] = _parse_value(value)
-    name = cls.__name__
-    run_dir = _run_dir(args, lambda: Path("runs") / datetime.datetime.now().strftime(f"{name}-%Y%m%d-%H%M%S"))
-    saved = _saved_settings(args, run_dir, cls.__qualname__, _check_run_config) if args.resume else None
-    with _claimed(args, run_dir, cls.__qualname__):
-        settings = saved or _new_settings(run_dir, cls.__qualname__, {
-            "values": dict(config), "checkpoint_every": args.checkpoint_every, "mode": args.mode})
-        config = AttrDict(settings["config"]["values"])
-        trainer = cls(config, run_dir=run_dir, checkpoint_every=settings["config"]["checkpoint_every"])
-        trainer._statetrainer.run_id = settings.get("run_id")
-        if saved is None:
-            _save_settings(run_dir, settings)
-        timer = _observe(trainer, args, run_dir)
-        if args.mode in ("train", "both"):
-            code = _train_phase(trainer, args.resume, run_dir, settings)
-            if code:
-                return code
-        if args.mode in ("test", "both"):
-            trainer.test()
-            code = _test_stopped(trainer, run_dir)
-            if code:
-                return code
-        _print_profile(timer)
-        print(f"run directory: {run_dir}  status: {trainer.status}")
-    return 0
