@@ -179,17 +179,19 @@ def test_a_custom_lifecycle_killed_with_sigkill_resumes_to_the_same_weights(tmp_
         return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     reference = run(tmp_path / "reference")
-    assert reference.wait(timeout=300) == 0, reference.stderr.read() if reference.stderr else ""
+    _, err = reference.communicate(timeout=300)
+    assert reference.returncode == 0, err.decode()
     killed = run(tmp_path / "killed")
     deadline = time.monotonic() + 120
     while not list((tmp_path / "killed" / "checkpoints").glob("ckpt-*.pt")) and killed.poll() is None:
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.005)
     killed.kill()
-    killed.wait()
+    killed.communicate()  # reap it and read its pipes to their end (no unclosed pipe)
     assert killed.returncode == -signal.SIGKILL, "the kill must land while training runs"
     resumed = run(tmp_path / "killed", "--resume")
-    assert resumed.wait(timeout=300) == 0, resumed.stderr.read() if resumed.stderr else ""
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err.decode()
     a = torch.load(tmp_path / "killed" / "netG.pt", weights_only=True)
     b = torch.load(tmp_path / "reference" / "netG.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)

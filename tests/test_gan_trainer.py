@@ -257,7 +257,7 @@ def test_a_gan_killed_with_sigkill_resumes_to_the_same_generator(tmp_path: Path)
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.communicate()  # reap it and read its pipes to their end (no unclosed pipe)
     assert proc.returncode == -signal.SIGKILL, "the kill must land while training runs"
     done = subprocess.run([*script, str(run_dir), "--resume"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
