@@ -79,6 +79,14 @@ def is_default_compound(cls: type, name: str) -> bool:
     return isinstance(inspect.getattr_static(cls, name, None), CompoundHook)
 
 
+def _restamp(driver: Any) -> None:
+    """The entry just written (the state's own: nothing recorded since) gets the position its
+    bookkeeping set: the trace records what the state's hook sees."""
+    trace, pos = driver.trace, driver.position
+    trace._epoch[trace._i - 1] = pos.epoch
+    trace._batch[trace._i - 1] = pos.batch
+
+
 def has_compound_hook(cls: type, name: str) -> bool:
     """True when a class of ``cls``'s hierarchy defines ``name`` as a :class:`CompoundHook`."""
     return any(isinstance(vars(k).get(name), CompoundHook) for k in cls.__mro__)
@@ -178,15 +186,23 @@ class Builder:
         rt, spec, out = self.rt, self.spec, []
         if state.name in self.switches:
             out.append(rt.grad.enter if self.switches[state.name] else rt.grad.exit)
+        driver = rt.driver
         if state.has("epoch_start"):
             advance = not self.caller_epoch
-            out.append(lambda: rt.begin_epoch(spec, advance))
+
+            def begin_epoch() -> None:
+                rt.begin_epoch(spec, advance)
+                _restamp(driver)
+
+            out.append(begin_epoch)
         if state.opens and state.name not in self.overridden:
             feed = rt.feed(spec, state.opens)
             out.append(lambda: rt.open_feed(feed))
         if state.closes:
             feed = rt.feed(spec, state.closes)
             out.append(lambda: rt.close_feed(feed))
+        if state.takes:
+            out.append(self._take(state))
         return out
 
     def _after_hook(self, state: State) -> list[Call]:
@@ -210,7 +226,7 @@ class Builder:
                 f"is {type(method).__name__}, not a method; rename the attribute or the state"
             )
         if state.takes:
-            return [self._taking_hook(state, method)]
+            return self._taking_hook(state, method)
         if state.item:
             feed = self.rt.feed(self.spec, state.item)
             return [lambda: method(feed.item)] if method is not None else []
@@ -223,53 +239,62 @@ class Builder:
         specs = (*lifecycles.BUILTIN.values(), *lifecycles.GAN.values())
         return any(name in s.state_names and not s.state(name).compound for s in specs)
 
-    def _taking_hook(self, state: State, method: Callable[..., Any] | None) -> Call:
-        """The state takes the feed's next item (counting it), then calls its hook."""
+    def _take(self, state: State) -> Call:
+        """The state takes the feed's next item and counts it, first of its calls (so its
+        callbacks, its hook and its trace entry all see the new item)."""
         rt, feed = self.rt, self.rt.feed(self.spec, state.takes or "")
-        pos, ctl, t = rt.driver.position, rt.driver.control, self.t
-        flag = feed.spec.skip_flag
-        if method is None:
-            hook: Callable[[Any], Any] = lambda item: None  # noqa: E731
-        elif state.item == state.takes:
-            hook = method
-        else:
-            hook = lambda item: method()  # noqa: E731
+        driver, pos = rt.driver, rt.driver.position
         counting = feed.spec.counts_steps
         unfetched = UNFETCHED
-        # Only a pass through a per-item compound can be the super() call of an overridden
-        # train_batch, whose runner counted the item already.
-        runner_counts = self.scope is not None and bool(self.spec.state(self.scope).item)
 
         def take() -> None:
-            item = feed.item = feed.peek
+            feed.item = feed.peek
             feed.peek = unfetched
             feed.taken += 1
             pos.batch += 1
             if counting:
                 pos.global_step += 1
-            hook(item)
+            trace = driver.trace  # the state's entry, written just before: it gets the new index
+            trace._batch[trace._i - 1] = pos.batch
+
+        # Only a pass through a per-item compound can be the super() call of an overridden
+        # train_batch, whose runner counted the item already.
+        if self.scope is None or not self.spec.state(self.scope).item:
+            return take
 
         def take_counted_by_runner() -> None:
             if not rt.batch_counted:
                 take()
                 return
-            item = feed.item = feed.peek
+            feed.item = feed.peek
             feed.peek = unfetched
             feed.taken += 1
-            hook(item)
 
-        first = take_counted_by_runner if runner_counts else take
+        return take_counted_by_runner
 
+    def _taking_hook(self, state: State, method: Callable[..., Any] | None) -> list[Call]:
+        """The hook of a state that takes an item (:meth:`_take` took it): called with the
+        item when the state hands it over, then farabio's skip flag is honoured."""
+        rt, feed = self.rt, self.rt.feed(self.spec, state.takes or "")
+        ctl, t = rt.driver.control, self.t
+        flag = feed.spec.skip_flag
+        if method is None:
+            hook: Call | None = None
+        elif state.item == state.takes:
+            hook = lambda: method(feed.item)  # noqa: E731
+        else:
+            hook = method
         if flag is None:
-            return first
+            return [hook] if hook is not None else []
 
-        def take_or_skip() -> None:
-            first()
+        def hook_or_skip() -> None:
+            if hook is not None:
+                hook()
             if getattr(t, flag, False):  # farabio's way to skip this item
                 setattr(t, flag, False)
                 ctl.request("skip")
 
-        return take_or_skip
+        return [hook_or_skip]
 
     def _compound_hook(self, state: State) -> list[Call]:
         if state.name not in self.overridden:

@@ -196,17 +196,22 @@ class RunRecorder:
             now = (pos.state, pos.lifecycle, pos.batch, pos.epoch, pos.status, pos.global_step)
             if now != self._last:
                 try:  # the trace too: trace.jsonl stays live, and no entry is lost in long epochs
-                    self.write()
+                    self.write(hold=1)
                 except OSError:  # a full disk must not kill the run from this thread
                     pass
 
-    def write(self, error: BaseException | None = None, trace: bool = True) -> None:
-        """Replace ``status.json`` (and, unless ``trace`` is false, append to ``trace.jsonl``) now."""
+    def write(self, error: BaseException | None = None, trace: bool = True, hold: int = 0) -> None:
+        """Replace ``status.json`` (and, unless ``trace`` is false, append to ``trace.jsonl``) now.
+
+        ``hold``: leave the newest entries out of ``trace.jsonl`` until the next write. The
+        sampler thread holds one back: it may run between a state's entry and its
+        bookkeeping, which still sets the entry's epoch and item.
+        """
         with self._lock:
             pos = self.trainer._statetrainer.driver.position
             self._last = (pos.state, pos.lifecycle, pos.batch, pos.epoch, pos.status, pos.global_step)
             if trace:
-                self._write_trace()
+                self._write_trace(hold)
             snap = snapshot(self.trainer, self._visits_by_state()).to_json()
             snap["format"] = FORMAT
             snap["trainer"] = f"{type(self.trainer).__module__}:{type(self.trainer).__qualname__}"
@@ -232,7 +237,7 @@ class RunRecorder:
             out[state] = out.get(state, 0) + n
         return out
 
-    def _write_trace(self) -> None:
+    def _write_trace(self, hold: int = 0) -> None:
         """Append the entries recorded since the last write as one chunk line
         (:mod:`statetrainer.tracefile`); past twice the trace's size, rewrite the file
         (atomically) with the kept entries only."""
@@ -241,7 +246,7 @@ class RunRecorder:
         run_id = self.trainer._statetrainer.run_id
         rotate = not path.exists() or self._lines + trace.total - self._written > 2 * trace.maxlen
         made = tracefile.chunk(trace, 0 if rotate else self._written, run_id,
-                               count_from=max(self._written, self._counted_from))
+                               count_from=max(self._written, self._counted_from), hold=hold)
         if made is None:
             if not path.exists():
                 path.touch()

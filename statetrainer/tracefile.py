@@ -70,18 +70,19 @@ class Chunk(NamedTuple):
     visits: Counter[tuple[str, str]]
 
 
-def chunk(trace: Any, start: int, run_id: str | None, count_from: int | None = None) -> Chunk | None:
+def chunk(trace: Any, start: int, run_id: str | None, count_from: int | None = None,
+          hold: int = 0) -> Chunk | None:
     """One line of ``trace.jsonl`` holding ``trace``'s entries from sequence number ``start``
-    (or from its oldest kept entry); ``None`` when there is none yet. Its entries from
-    ``count_from`` (default: all of them) are counted per state, in C.
+    (or from its oldest kept entry), less the newest ``hold``; ``None`` when there is none
+    yet. Its entries from ``count_from`` (default: all of them) are counted per state, in C.
 
     Safe from another thread: the driver writes an entry's four rings before it advances
     the ring position, and a window the driver lapped while it was being copied is copied
     again from later on.
     """
     for _ in range(3):
-        total = trace.total
-        first = max(start, total - len(trace))
+        now = trace.total
+        total, first = now - hold, max(start, now - len(trace))
         count = total - first
         if count <= 0:
             return None

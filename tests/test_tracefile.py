@@ -103,3 +103,20 @@ def test_the_trace_command_prints_one_object_per_entry(tmp_path: Path, capsys) -
     assert len(capsys.readouterr().out.splitlines()) == len(t.trace)
     assert main(["trace", str(tmp_path), "--tail", "-1"]) == 2
     assert "--tail must be >= 0" in capsys.readouterr().err
+
+
+def test_a_held_back_entry_waits_for_the_next_chunk() -> None:
+    """The status sampler holds the newest entry back (its state's bookkeeping may still set
+    its epoch and item): the chunk ends before it, starts at the oldest kept entry (not one
+    earlier, after a resume's renumbering), and the next chunk carries it."""
+    trace = Trace(8)
+    trace.start_at(56)  # a resumed run numbers on from the checkpoint
+    key = ("a", "b", "loop")
+    trace.record(key, 0, 2, 3, 0, "resume")
+    assert tracefile.chunk(trace, 0, None, hold=1) is None
+    trace.record(key, 1, 2, 4, 0)
+    held = tracefile.chunk(trace, 0, None, hold=1)
+    assert held is not None and held.end == 57
+    assert [(e["seq"], e["state"], e["note"]) for e in tracefile.entries(json.loads(held.line))] == [(56, "a", "resume")]
+    rest = tracefile.chunk(trace, held.end, None)
+    assert rest is not None and [(e["seq"], e["batch"]) for e in tracefile.entries(json.loads(rest.line))] == [(57, 4)]

@@ -176,11 +176,6 @@ def test_every_request_combination_from_every_state_matches_the_loops(lifecycle:
         assert trainer.status == ("stopped" if expected.stopped else "finished"), position
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "package bug: Driver._loop writes a state's trace entry before the state's calls run, and the "
-    "epoch/item bookkeeping is one of those calls, so on_train_epoch_start records the previous epoch "
-    "(1 when entering epoch 2) and an item-taking state (on_start_training_batch, on_evaluate_batch_start, "
-    "on_start_test_batch) the previous item's index (None for the first item)"))
 def test_trace_entries_carry_the_epoch_and_item_their_hooks_see() -> None:
     """The trace entry of each epoch and batch state records the epoch and item index its hook runs with."""
     states = ("on_train_epoch_start", "on_start_training_batch", "training_step", "on_end_training_batch")
