@@ -46,6 +46,11 @@ SCRIPTS: list[tuple[str, list[str], str, str]] = [
      "What a callback costs",
      "Per entry of a state and per callback: a no-op callback, and filtered ones that never fire. A filter "
      "pays when it costs less than the call it skips."),
+    ("compound", ["--rounds", "11", "--batches", "1000", "--cg-batches", "200"],
+     "What super().train_batch(args) costs",
+     "farabio's override idiom: a `train_batch(args)` override that calls `super().train_batch(args)`, so "
+     "each batch is a nested pass through the compound's body, against the plain trainer on the `linear` "
+     "workload (issue 11's budget: within 1.10x per batch)."),
     ("overhead", ["--rounds", "15", "--batches", "2000", "--import-rounds", "7"],
      "Wall clock against DESIGN §5's budgets",
      "The older wall-clock benchmark (`time.perf_counter`, paired and interleaved, medians)."),

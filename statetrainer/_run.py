@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from statetrainer._errors import SpecError, TrainerRunError
 from statetrainer._runtime import Runtime
 from statetrainer.callbacks import ON_EXCEPTION, check_hook_takes_item
@@ -107,8 +109,6 @@ def run_top(trainer: Any, name: str, *, start: str | None = None, resume: bool =
         pos.status = "stopped" if ctl.stop else "finished"
         rt.stop_reason = ctl.stop_reason if ctl.stop else None
     finally:
-        import torch
-
         torch.set_grad_enabled(outer_grad)
         rt.grad.saved = None
         if observer is not None:
@@ -126,8 +126,6 @@ def run_top(trainer: Any, name: str, *, start: str | None = None, resume: bool =
 
 def run_nested(trainer: Any, program: Program, start: int) -> None:
     """Run ``program`` from ``start`` inside the current run, one level deeper."""
-    import torch
-
     rt: Runtime = trainer._statetrainer
     pos = rt.driver.position
     mode, saved = torch.is_grad_enabled(), rt.grad.saved
@@ -137,21 +135,27 @@ def run_nested(trainer: Any, program: Program, start: int) -> None:
         rt.driver.run(program, start)
     finally:
         pos.depth -= 1
-        torch.set_grad_enabled(mode)
+        if torch.is_grad_enabled() is not mode:
+            torch.set_grad_enabled(mode)
         rt.grad.saved = saved
 
 
 def run_compound(trainer: Any, name: str, *args: Any) -> None:
     """One pass through compound state ``name``'s body; ``args`` is the item it handles."""
     rt: Runtime = trainer._statetrainer
-    spec = lifecycle_for(trainer, name)
-    per_item = spec.state(name).item
+    running = rt.running
+    key = (name, id(rt.spec) if running else None)
+    found = rt.compounds.get(key)
+    if found is None or found[2] is not rt.spec:
+        spec = lifecycle_for(trainer, name)
+        found = rt.compounds[key] = (spec, spec.state(name).item, rt.spec)
+    spec, per_item = found[0], found[1]
     feed = rt.feed(spec, per_item) if per_item and args else None
     saved = (feed.peek, feed.blocked, feed.iterator) if feed is not None else None
     if feed is not None:  # the item is handed in: the pass takes it and sees no other
         feed.peek, feed.blocked, feed.iterator = args[0], True, iter(())
     try:
-        if not rt.running:
+        if not running:
             run_top(trainer, spec.name, start=name, scope=name)
         else:
             program = rt.program(spec, name)

@@ -113,6 +113,8 @@ class Runtime:
         self.dist_requests: set[str] = set()  # data parallel: epoch_stop/skip waiting for the ranks' agreement
         self.unsaved_warned = False
         self._programs: dict[tuple[int, str | None], tuple[int, Lifecycle, Program]] = {}
+        #: A compound hook's lifecycle per (hook, running lifecycle): (spec, its item feed, running spec).
+        self.compounds: dict[tuple[str, int | None], tuple[Lifecycle, str | None, Lifecycle | None]] = {}
         from statetrainer._log import RunLog
 
         self.log: Any = RunLog({}, None)

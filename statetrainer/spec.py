@@ -61,6 +61,19 @@ EPOCHS_GUARD = "epochs_remaining"
 OVERRIDDEN_SUFFIX = "_overridden"
 
 _FINGERPRINTS: dict[int, tuple[weakref.ref[Any], str]] = {}
+_LOOKUPS: dict[int, tuple[weakref.ref[Any], tuple[str, ...], dict[str, State]]] = {}
+
+
+def _lookup(spec: Any) -> tuple[tuple[str, ...], dict[str, State]]:
+    """A spec's state names and states by name, built once per spec object (runs ask often)."""
+    cached = _LOOKUPS.get(id(spec))
+    if cached is not None and cached[0]() is spec:
+        return cached[1], cached[2]
+    names = tuple(s.name for s in spec.states)
+    by_name = {s.name: s for s in spec.states}
+    key = id(spec)
+    _LOOKUPS[key] = (weakref.ref(spec, lambda _: _LOOKUPS.pop(key, None)), names, by_name)
+    return names, by_name
 
 
 def _as_guard(value: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -256,7 +269,7 @@ class Lifecycle:
     @property
     def state_names(self) -> tuple[str, ...]:
         """State names in declaration order."""
-        return tuple(s.name for s in self.states)
+        return _lookup(self)[0]
 
     @property
     def guard_names(self) -> tuple[str, ...]:
@@ -320,10 +333,10 @@ class Lifecycle:
 
     def state(self, name: str) -> State:
         """The state called ``name``; unknown names raise with close matches."""
-        for s in self.states:
-            if s.name == name:
-                return s
-        raise UnknownStateError(name, self.state_names)
+        found = _lookup(self)[1].get(name)
+        if found is None:
+            raise UnknownStateError(name, self.state_names)
+        return found
 
     def out_edges(self, name: str) -> tuple[Edge, ...]:
         """Edges leaving ``name``, in the order the driver tries them."""

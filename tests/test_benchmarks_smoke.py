@@ -28,6 +28,7 @@ RUNS = {
     "run_dir": ["run_dir.py", "--smoke"],
     "callbacks": ["callbacks.py", "--smoke"],
     "overhead": ["overhead.py", "--smoke"],
+    "compound": ["compound.py", "--smoke"],
 }
 
 
@@ -112,17 +113,23 @@ def test_overhead_prints_its_table(runs: dict[str, Run]) -> None:
     assert "| driver, µs per transition (no-op hooks, trace on) | ≤ 0.5 |" in out
 
 
+def test_compound_prints_its_table(runs: dict[str, Run]) -> None:
+    out = runs["compound"].check()
+    assert "### super().train_batch(args): per batch" in out
+    assert "| train_batch override calling super().train_batch(args) |" in out
+
+
 def test_report_renders_every_table_with_its_command(runs: dict[str, Run], tmp_path: Path) -> None:
     folder = tmp_path / "json"
     folder.mkdir()
-    for name in ("frameworks", "run_dir", "callbacks", "overhead"):
+    for name in ("frameworks", "run_dir", "callbacks", "compound", "overhead"):
         runs[name].check()
         shutil.copy(runs[name].record, folder / f"{name}.json")
     output = tmp_path / "BENCHMARKS.md"
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report.py"), "--from-json", str(folder),
                     "-o", str(output)], check=True, cwd=ROOT, capture_output=True)
     text = output.read_text()
-    for name in ("frameworks", "run_dir", "callbacks", "overhead"):
+    for name in ("frameworks", "run_dir", "callbacks", "compound", "overhead"):
         command = json.loads((folder / f"{name}.json").read_text())["command"]
         assert f"Reproduce: `{command}`" in text
         assert command.startswith(f".venv/bin/python benchmarks/{name}.py")
