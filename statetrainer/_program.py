@@ -6,7 +6,8 @@ this module names no state. A state's calls are, in order:
 
 1. bookkeeping before the hook: the grad mode when the state enters or leaves a
    ``no_grad`` region, the epoch's start (``epoch_start``), a feed's pass opening
-   (``opens``) or ending (``closes``);
+   (``opens``) or ending (``closes``), the next item taken (``takes``) — the epoch and
+   item bookkeeping also stamps the state's trace entry, written just before;
 2. callbacks with ``order < 0``; 3. the hook (the trainer's method named after the
    state, given the feed's item when the state declares ``item=``; a compound state's
    override, run where farabio called it); 4. the other callbacks;
