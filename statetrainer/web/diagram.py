@@ -24,8 +24,10 @@ from typing import Any
 
 import attrs
 
-from statetrainer import diagrams
-from statetrainer.spec import CONTROL_GUARDS, Edge, Lifecycle
+from statetrainer import _drawing, _structure, diagrams
+from statetrainer._structure import TIERS
+from statetrainer.roles import ROLES
+from statetrainer.spec import CONTROL_GUARDS, Edge, Lifecycle, State
 from statetrainer.web.files import Cache, Refused, Roots, read_json, signature
 
 LIFECYCLES = "lifecycles.json"
@@ -39,6 +41,8 @@ class RunLifecycles:
     source: str
     note: str | None = None
     callbacks: dict[str, dict[str, list[str]]] = attrs.field(factory=dict)
+    #: True when the run recorded its callbacks (then a state without any has none).
+    callbacks_recorded: bool = False
 
 
 def run_lifecycles(roots: Roots, run: Path, status: dict[str, Any] | None, cache: Cache) -> RunLifecycles:
@@ -63,7 +67,8 @@ def _load(run: Path, path: Path, cache: Cache) -> RunLifecycles:
     except StateTrainerError as exc:
         return RunLifecycles({}, LIFECYCLES, note=str(exc).replace(str(run) + "/", ""))
     raw, _ = read_json(path, cache)
-    return RunLifecycles(dict(specs), LIFECYCLES, callbacks=_callbacks(raw))
+    recorded = isinstance(raw, dict) and isinstance(raw.get("callbacks"), dict)
+    return RunLifecycles(dict(specs), LIFECYCLES, callbacks=_callbacks(raw), callbacks_recorded=recorded)
 
 
 def _callbacks(raw: Any) -> dict[str, dict[str, list[str]]]:
@@ -138,12 +143,14 @@ def _request(e: Edge) -> str | None:
 
 
 def client_spec(spec: Lifecycle, callbacks: dict[str, list[str]]) -> dict[str, Any]:
-    """The spec as the run page uses it: states (with roles, docs, callbacks) and the edge map.
+    """The spec as the run page uses it: states (with roles, feeds, docs, callbacks), the edge map, the legend.
 
     ``transitions`` maps ``"a->b"`` to ``[title, n]``: light the ``n``-th SVG edge titled
     ``title``. When several edges join ``a`` and ``b`` the first declared non-control one
     wins (a control edge only when nothing else joins them): the trace records states,
-    not edges. ``edges`` is the same per spec edge index, for a trace that names its edge.
+    not edges. ``edges`` is the same per spec edge index (with the edge's source and
+    target, so a page can check an index against the two states), for a trace that names
+    its edge. ``legend`` says which of the diagram's markings this drawing uses.
     """
     order, by_edge = edge_titles(spec)
     nth = {i: _occurrence(order, spec.edges, by_edge, i) for i in by_edge}
@@ -153,14 +160,23 @@ def client_spec(spec: Lifecycle, callbacks: dict[str, list[str]]) -> dict[str, A
             key = f"{e.source}->{e.target}"
             if _priority(e) == rank and key not in transitions:
                 transitions[key] = [by_edge[i], nth[i]]
+    shown = list(diagrams.seed_view_states(spec, nested=True))
+    tiers = _structure.tiers(spec)
+    regions = diagrams.no_grad_regions(spec, shown)
+    region_of = {n: root for root, names in regions.items() for n in names}
     return {
         "name": spec.name,
         "doc": spec.doc,
         "initial": spec.initial,
         "finals": list(spec.finals),
-        "states": [_state(spec, s.name, callbacks.get(s.name, [])) for s in spec.states],
+        "states": [_state(spec, s.name, callbacks.get(s.name, []), tiers.get(s.name), region_of.get(s.name))
+                   for s in spec.states],
         "transitions": transitions,
-        "edges": [[by_edge[i], nth[i], e.kind, e.describe(), e.reason] for i, e in enumerate(spec.edges)],
+        "edges": [[by_edge[i], nth[i], e.kind, e.describe(), e.reason, e.source, e.target]
+                  for i, e in enumerate(spec.edges)],
+        "regions": {f"cluster_no_grad_{root}": {"kind": "no_grad", "root": root, "states": names}
+                    for root, names in regions.items()},
+        "legend": legend(spec, shown, tiers, bool(regions)),
         "key": spec_key(spec),
     }
 
@@ -178,7 +194,77 @@ def _occurrence(order: list[str], edges: tuple[Edge, ...], by_edge: dict[int, st
     return count - 1 if not edges[index].is_seed else 0
 
 
-def _state(spec: Lifecycle, name: str, callbacks: list[str]) -> dict[str, Any]:
+def _state(spec: Lifecycle, name: str, callbacks: list[str], tier: str | None, region: str | None) -> dict[str, Any]:
     s = spec.state(name)
     return {"name": name, "doc": s.doc, "roles": sorted(s.roles), "parent": s.parent, "region": s.region,
-            "compound": s.compound, "feed": s.takes or s.opens or s.closes, "callbacks": callbacks}
+            "compound": s.compound, "feed": s.takes or s.opens or s.closes,
+            "opens": s.opens, "takes": s.takes, "item": s.item, "closes": s.closes,
+            "words": _drawing.role_words(s), "marks": marks(spec, s), "tier": tier,
+            "no_grad_region": region, "callbacks": callbacks}
+
+
+# -- what the diagram's markings mean -------------------------------------------------
+
+#: The role words of a state's second line (:func:`statetrainer._drawing.role_words`), by role.
+ROLE_WORDS: dict[str, str] = {**_drawing.ROLE_WORDS, "resumable": "resumable"}
+
+
+def marks(spec: Lifecycle, state: State) -> list[list[str]]:
+    """``[word, role, meaning]`` for each role and feed binding of ``state``, as the diagram draws them.
+
+    ``word`` is what the state's second line in the diagram says (``resumable`` is its
+    double border), ``role`` the role or binding it stands for (``epoch_start``,
+    ``takes``, ...), ``meaning`` what the runtime does there (:data:`statetrainer.roles.ROLES`).
+    """
+    out = [[ROLE_WORDS[r], r, ROLES[r]] for r in ("epoch_start", "epoch_end", "batch_end", "no_grad") if state.has(r)]
+    feeds = {f.name: f for f in spec.feeds}
+
+    def source(name: str) -> str:
+        feed = feeds.get(name)
+        where = " or ".join(x for x in (feed.iterable, feed.loader) if x) if feed is not None else ""
+        return f"the feed {name!r}" + (f" ({where})" if where else "")
+
+    if state.opens:
+        out.append([f"opens {state.opens}", "opens",
+                    f"a pass over {source(state.opens)} begins: its iterator is reset"])
+    if state.takes:
+        counts = state.takes in feeds and feeds[state.takes].counts_steps
+        out.append([f"takes {state.takes}", "takes", f"takes the next item of {source(state.takes)}"
+                    + ("; each item is a training step" if counts else "")])
+    if state.item and state.item != state.takes:
+        if state.compound:
+            out.append([f"per {state.item} item", "item", f"its body runs once per item of {source(state.item)}"])
+        else:
+            out.append([f"gets {state.item} item", "item",
+                        f"the hook receives the current item of {source(state.item)}"])
+    if state.closes:
+        out.append([f"closes {state.closes}", "closes", f"the pass over {source(state.closes)} is over"])
+    if state.has("resumable"):
+        out.append(["resumable", "resumable", ROLES["resumable"] + " (drawn with a double border)"])
+    return out
+
+
+def legend(spec: Lifecycle, shown: list[str], tiers: dict[str, str], no_grad: bool) -> dict[str, Any]:
+    """Which markings the drawing of ``spec`` uses, for the page's legend (as the DOT legend chooses them)."""
+    guarded = False
+    for edges in diagrams.seed_edge_groups(spec, nested=True).values():
+        guarded |= bool(_drawing.guard_text(edges, choice_fallback=all(e.kind == "choice" for e in edges)))
+    extensions = diagrams.drawn_extension_edges(spec, nested=True)
+    guarded |= any(_drawing.guard_text([e]) for _, _, _, e in extensions if e.kind != "override")
+    states = [spec.state(n) for n in shown]
+    words: list[str] = []
+    for s in states:
+        words += [w for w in _drawing.role_words(s) if w not in words]
+    return {
+        "tiers": [[tier, _drawing.TIER_HEX[tier], meaning] for tier, meaning in TIERS.items()
+                  if any(tiers.get(n) == tier for n in shown)],
+        "roles": [[ROLE_WORDS[r], r, ROLES[r]] for r in ("epoch_start", "epoch_end", "batch_end", "no_grad")
+                  if any(s.has(r) for s in states)],
+        "feeds": [f.name for f in spec.feeds if any(f.name in (s.opens, s.takes, s.item, s.closes) for s in states)],
+        "words": words,
+        "resumable": any(s.has("resumable") for s in states),
+        "no_grad": no_grad,
+        "guards": guarded,
+        "extensions": any(e.kind != "control" for _, _, _, e in extensions),
+        "requests": any(e.kind == "control" for _, _, _, e in extensions),
+    }

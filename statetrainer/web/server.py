@@ -138,7 +138,7 @@ class App:
         specs = {name: diagram.client_spec(spec, found.callbacks.get(name, {}))
                  for name, spec in found.specs.items()}
         value = {"source": found.source, "note": found.note, "lifecycles": specs,
-                 "current": (status or {}).get("lifecycle")}
+                 "current": (status or {}).get("lifecycle"), "callbacks_recorded": found.callbacks_recorded}
         return value, _etag(value)
 
     def api_metrics(self, query: dict[str, str]) -> tuple[Any, str | None]:

@@ -48,16 +48,36 @@
     svg.style.maxWidth = w ? `${Math.round(w * 1.4)}px` : "";
     svg.dataset.aspect = w && h ? String(h / w) : "";
     const nodes = new Map(), edges = new Map();
+    const states = new Set(spec.states.map((s) => s.name));
+    // Only states and request nodes ("stop()") are lit or hovered: a legend table, a region
+    // (a cluster: its own <g> beside the nodes) or anything else Graphviz draws is left alone.
     for (const g of svg.querySelectorAll("g.node")) {
-      const title = g.querySelector("title")?.textContent;
-      if (title) { nodes.set(title, g); hover(g, name, title); }
+      const title = ownTitle(g);
+      if (!title || g.closest("g.cluster") || !(states.has(title) || REQUEST.test(title))) continue;
+      nodes.set(title, g);
+      hover(g, () => stateTip(name, title));
     }
     for (const g of svg.querySelectorAll("g.edge")) {
-      const title = g.querySelector("title")?.textContent;
-      if (title) edges.set(title, [...(edges.get(title) || []), g]);
+      const title = ownTitle(g);
+      const [from, to] = (title || "").split("->");
+      if (!to || !(states.has(from) || REQUEST.test(from)) || !states.has(to)) continue;
+      edges.set(title, [...(edges.get(title) || []), g]);
+    }
+    for (const g of svg.querySelectorAll("g.cluster")) {
+      const region = spec.regions?.[ownTitle(g)];
+      if (region) { g.classList.add("region"); hover(g, () => regionTip(region)); }
     }
     svgs[name] = { key: spec.key, svg, nodes, edges };
     return svgs[name];
+  }
+
+  /** A request node's title: the request, as the diagram draws it. */
+  const REQUEST = /^\w+\(\)$/;
+
+  /** The <title> of a Graphviz group itself (not one nested in an HTML-like label's cells). */
+  function ownTitle(g) {
+    for (const child of g.children) if (child.localName === "title") return child.textContent;
+    return null;
   }
 
   /** Put ``view`` on the diagram: {lifecycle, state, pairs: [[from, entryEdge], ...], failed, died, others}. */
@@ -82,6 +102,7 @@
     }
     if (box.firstElementChild !== drawn.svg) box.replaceChildren(drawn.svg);
     shown = name;
+    renderLegend(name, view);
     renderTabs();
     for (const g of drawn.svg.querySelectorAll(".current, .failed, .died, .other-rank, [class*=lit]")) {
       g.classList.remove("current", "failed", "died", "other-rank", "lit0", "lit1", "lit2", "lit3");
@@ -126,13 +147,54 @@
   function litEdges(name, drawn, pairs) {
     const spec = specs.lifecycles[name];
     pairs.slice(-LIT).reverse().forEach(([from, to, edge], age) => {
-      const hit = Number.isInteger(edge) && spec.edges[edge] ? spec.edges[edge] : spec.transitions[`${from}->${to}`];
+      // The edge the trace names, when it joins these two states (else the lifecycle changed
+      // between them): exactly the edge taken; otherwise the edge the map picks for the pair.
+      const named = Number.isInteger(edge) ? spec.edges[edge] : null;
+      const hit = named && (named[5] === undefined || (named[5] === from && named[6] === to)) ? named : spec.transitions[`${from}->${to}`];
       if (!hit) return;
       const candidates = drawn.edges.get(hit[0]) || [];
       const g = candidates[Math.min(hit[1], candidates.length - 1)];
       // An edge taken twice in the window keeps its newest (brightest) mark.
       if (g && ![0, 1, 2, 3].some((k) => g.classList.contains("lit" + k))) g.classList.add("lit" + age);
     });
+  }
+
+  // -- the legend: what this diagram's markings mean -------------------------------------
+
+  let legendFor = null;
+
+  /** The markings the shown diagram uses (from the spec), and the live ones that apply. */
+  function renderLegend(name, view) {
+    const spec = specs.lifecycles[name];
+    const box = $("legend");
+    box.querySelector("[data-key=died]").hidden = !view.died;
+    box.querySelector("[data-key=other-rank]").hidden = !(view.others || []).length;
+    if (legendFor === spec.key + name) return;
+    legendFor = spec.key + name;
+    const used = spec.legend || {};
+    const item = (key, keyNode, ...text) => el("span", { class: "item", "data-key": key }, keyNode, " ", ...text);
+    const words = used.words || [];
+    const sample = words.slice(0, 2).join(" · ") || "epoch opens";
+    $("legend-drawing").replaceChildren(...[
+      ...(used.tiers || []).map(([tier, colour, meaning]) => {
+        const swatch = el("span", { class: "key tier" });
+        swatch.style.background = colour;
+        return item("tier-" + tier, swatch, meaning);
+      }),
+      used.resumable ? item("resumable", el("span", { class: "key double" }), "double border: resumable") : null,
+      used.no_grad ? item("no_grad", el("span", { class: "key region" }), "grey region: no grad") : null,
+      words.length ? item("roles", el("span", { class: "key role-line", text: sample }), "second line: roles and data feeds") : null,
+      used.guards ? item("guards", el("code", { class: "key-text", text: "[guard]" }), "taken when the guard holds") : null,
+      used.extensions ? item("extensions", el("span", { class: "key dashed" }), "grey dashed: edges the seed leaves implicit") : null,
+      used.requests ? item("requests", el("code", { class: "key-text grey", text: "stop()" }), "a control request") : null,
+    ].filter(Boolean));
+    const roles = (used.roles || []).map(([word, role, meaning]) => el("span", { class: "role", "data-role": role },
+      el("span", { class: "role-word", text: word }), " " + meaning));
+    const feeds = (used.feeds || []).map((feed) => el("span", { class: "role", "data-role": "feed" },
+      el("span", { class: "role-word", text: `opens · takes · closes ${feed}` }),
+      ` a pass over the data feed ${feed} begins, takes its next item, ends`));
+    $("legend-roles").replaceChildren(...roles, ...feeds);
+    $("legend-roles").hidden = !roles.length && !feeds.length;
   }
 
   function renderTabs() {
@@ -146,46 +208,73 @@
     }, name)));
   }
 
-  // -- the tooltip on states --------------------------------------------------------
+  // -- the tooltip on states and regions ----------------------------------------------
 
-  function hover(g, lifecycle, state) {
-    g.addEventListener("mouseenter", (event) => showTip(event, lifecycle, state));
+  function hover(g, rows) {
+    g.addEventListener("mouseenter", (event) => showTip(event, rows()));
     g.addEventListener("mousemove", (event) => placeTip(event));
     g.addEventListener("mouseleave", () => { $("tooltip").hidden = true; });
   }
 
-  function showTip(event, lifecycle, name) {
-    const spec = specs?.lifecycles[lifecycle];
-    const info = spec?.states.find((s) => s.name === name);
-    const status = detail?.status || {};
+  function showTip(event, rows) {
     const tip = $("tooltip");
-    const rows = [el("b", { text: name })];
-    if (!info) {
-      rows.push(el("div", { class: "muted", text: "a control request: the machine takes this edge when it is made" }));
-    } else {
-      if (info.doc) rows.push(el("div", { text: info.doc }));
-      const chain = [];
-      for (let p = info.parent; p; p = spec.states.find((s) => s.name === p)?.parent) chain.unshift(p);
-      if (chain.length) rows.push(el("div", { class: "muted", text: "inside " + chain.join(" › ") }));
-      if (info.roles.length) rows.push(el("div", { text: "roles: " + info.roles.join(", ") }));
-      if (info.feed) rows.push(el("div", { text: "data feed: " + info.feed }));
-      const visits = status.lifecycle === lifecycle || !status.lifecycle ? status.visits?.[name] : undefined;
-      const seconds = status.seconds?.[name];
-      rows.push(el("div", { text: `visits: ${visits ?? "–"}` + (seconds !== undefined ? ` · time: ${ST.duration(seconds)}` : "") }));
-      rows.push(info.callbacks.length
-        ? el("div", {}, "callbacks: ", el("code", { text: info.callbacks.join(", ") }))
-        : el("div", { class: "muted", text: "callbacks: " + (specs.source === "lifecycles.json" && specs.hasCallbacks ? "none" : "not recorded by this run") }));
-    }
     tip.replaceChildren(...rows);
     tip.hidden = false;
     placeTip(event);
   }
 
+  /** A state's docs, tier, roles and feeds (as the diagram marks them), visits, time and callbacks. */
+  function stateTip(lifecycle, name) {
+    const spec = specs?.lifecycles[lifecycle];
+    const info = spec?.states.find((s) => s.name === name);
+    const status = detail?.status || {};
+    const rows = [el("div", { class: "tip-head" }, el("b", { text: name }),
+      info?.tier ? el("span", { class: "tip-tier tier-" + info.tier, text: tierText(spec, info.tier) }) : null)];
+    if (!info) {
+      rows.push(el("div", { class: "muted", text: "a control request: the machine takes these edges when it is made" }));
+      return rows;
+    }
+    if (info.doc) rows.push(el("div", { text: info.doc }));
+    const chain = [];
+    for (let p = info.parent; p; p = spec.states.find((s) => s.name === p)?.parent) chain.unshift(p);
+    if (chain.length) rows.push(el("div", { class: "muted", text: "inside " + chain.join(" › ") }));
+    const marks = info.marks || [];
+    if (marks.length) {
+      rows.push(el("div", { class: "tip-roles" }, ...marks.map(([word, role, meaning]) => el("div", { class: "tip-role", "data-role": role },
+        el("span", { class: "role-word", text: word }), " ", meaning))));
+    } else {
+      rows.push(el("div", { class: "muted", text: "roles: none" }));
+    }
+    if (info.no_grad_region && !info.roles.includes("no_grad")) {
+      rows.push(el("div", { class: "tip-role", "data-role": "no_grad" }, el("span", { class: "role-word", text: "no grad" }),
+        ` inside ${info.no_grad_region}'s region: runs without grad`));
+    }
+    const visits = status.lifecycle === lifecycle || !status.lifecycle ? status.visits?.[name] : undefined;
+    const seconds = status.seconds?.[name];
+    rows.push(el("div", { text: `visits: ${visits ?? "–"}` + (seconds !== undefined ? ` · time: ${ST.duration(seconds)}` : "") }));
+    rows.push(info.callbacks.length
+      ? el("div", {}, "callbacks: ", el("code", { text: info.callbacks.join(", ") }))
+      : el("div", { class: "muted", text: "callbacks: " + (specs.callbacks_recorded ? "none" : "not recorded by this run") }));
+    return rows;
+  }
+
+  function regionTip(region) {
+    return [el("b", { text: "no grad" }),
+      el("div", { text: `${region.root} and everything inside it run under torch.no_grad(); resuming inside restores it` }),
+      el("div", { class: "muted", text: region.states.join(", ") })];
+  }
+
+  function tierText(spec, tier) {
+    return (spec.legend?.tiers || []).find((t) => t[0] === tier)?.[2] || tier;
+  }
+
   function placeTip(event) {
     const tip = $("tooltip");
     const panel = tip.parentElement.getBoundingClientRect();
-    tip.style.left = Math.min(event.clientX - panel.left + 14, panel.width - 260) + "px";
-    tip.style.top = event.clientY - panel.top + 14 + "px";
+    tip.style.left = Math.max(0, Math.min(event.clientX - panel.left + 14, panel.width - tip.offsetWidth - 4)) + "px";
+    // Below the pointer, or above it when the tooltip would leave the window.
+    const below = event.clientY + 14 + tip.offsetHeight <= window.innerHeight;
+    tip.style.top = (below ? event.clientY - panel.top + 14 : event.clientY - panel.top - 10 - tip.offsetHeight) + "px";
   }
 
   // -- live ---------------------------------------------------------------------------
@@ -193,8 +282,8 @@
   function liveView() {
     const s = detail?.status;
     if (!s) return { lifecycle: null, state: null, pairs: [] };
-    const recent = s.recent || [];
-    const pairs = recent.slice(1).map((to, i) => [recent[i], to, null]);
+    const recent = s.recent || [], taken = s.recent_edges || [];
+    const pairs = recent.slice(1).map((to, i) => [recent[i], to, taken[i + 1] ?? null]);
     const status = detail.run.status;
     const failed = status === "failed";
     const state = failed ? s.error?.state || s.state : s.state;
