@@ -340,15 +340,6 @@ def test_the_hook_table_lists_every_state_of_the_built_in_lifecycles() -> None:
 
 # -- the README --------------------------------------------------------------------------------
 
-#: The README's Python blocks use names it never defines (``MyTrainer``, ``config``); the lead
-#: is rewriting it around a complete first trainer. Set to None to run them.
-README_SKIP_REASON: str | None = (
-    "README's Python blocks are fragments today (MyTrainer, config, my_fn undefined); "
-    "switch on when the README's first trainer is complete"
-)
-
-
-@pytest.mark.skipif(README_SKIP_REASON is not None, reason=README_SKIP_REASON or "")
 def test_readme_python_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The README's Python blocks run in order in one namespace (its shell blocks set up the repo)."""
     blocks = [b for b in blocks_of(README) if b.lang in PYTHON]
