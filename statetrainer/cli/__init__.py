@@ -61,9 +61,8 @@ BROKEN_PIPE = 141
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    parser = _parser()
-    args = parser.parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
         with warnings.catch_warnings():
             warnings.showwarning = _warning_line  # a warning is one line too (e.g. a corrupt checkpoint skipped)
             try:
@@ -106,6 +105,8 @@ def _main(args: argparse.Namespace) -> int:
             raise
         from statetrainer._errors import TrainerRunError
 
+        if isinstance(exc, TrainerRunError) and isinstance(exc.__cause__, BrokenPipeError):
+            raise exc.__cause__ from None  # printing to a closed pipe (| head): the reader has all it wants
         if isinstance(exc, TrainerRunError):
             return _run_failed(exc, getattr(args, "traceback", False))
         if isinstance(exc, BuildError):

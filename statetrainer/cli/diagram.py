@@ -163,15 +163,11 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _write_stdout(data: bytes) -> None:
-    """Write to stdout; a reader that stops early (``| head``) ends the output quietly."""
+    """Write to stdout (a reader that stops early, ``| head``, is :func:`statetrainer.cli.main`'s to handle)."""
     try:
         sys.stdout.flush()
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
-    except BrokenPipeError:
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except AttributeError:  # a stdout replaced by a text-only stream (tests capturing output)
         sys.stdout.write(data.decode())
 
