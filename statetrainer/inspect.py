@@ -223,7 +223,8 @@ class RunRecorder:
             snap["recent"] = [e.state for e in tail]
             snap["recent_edges"] = [e.edge for e in tail]
             rt = self.trainer._statetrainer
-            snap["metrics_history"] = [dict(h) for h in rt.metrics.history]
+            # the last epochs only: a status write stays bounded however long the run
+            snap["metrics_history"] = [dict(h) for h in rt.metrics.history[-STATUS_HISTORY:]]
             snap["stop_reason"] = rt.driver.control.stop_reason or rt.stop_reason if pos.status in (
                 "stopping", "stopped") else None
             snap.update(_ranks())
@@ -263,6 +264,10 @@ class RunRecorder:
                 handle.write(line)
             self._lines += end - self._written
         self._written = end
+
+
+#: Epochs of per-epoch metrics ``status.json`` carries (``metrics.csv`` holds them all).
+STATUS_HISTORY = 100
 
 
 #: Room kept on the run directory's disk while a run writes, so that the final status.json

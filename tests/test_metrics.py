@@ -130,3 +130,19 @@ def test_a_resumed_run_writes_the_same_step_file(tmp_path: Path) -> None:
 
 def _crash(trainer: object) -> None:
     raise RuntimeError("killed")
+
+
+def test_status_json_carries_the_last_epochs_metrics_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """status.json's metrics_history is the last STATUS_HISTORY epochs (a status write stays
+    bounded however long the run); the trainer keeps them all."""
+    import json
+
+    from statetrainer import inspect
+
+    monkeypatch.setattr(inspect, "STATUS_HISTORY", 2)
+    trainer = TinyTrainer(epochs=3, run_dir=tmp_path / "run")
+    trainer.train()
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert [h["epoch"] for h in status["metrics_history"]] == [2.0, 3.0]
+    assert status["metrics_history"] == [dict(h) for h in trainer.metrics_history][-2:]
+    assert len(trainer.metrics_history) == 3
