@@ -85,6 +85,22 @@ def test_the_run_directory_records_the_custom_lifecycle(tmp_path: Path) -> None:
     assert main(["verify-trace", str(tmp_path / "trace.jsonl")]) == 0
 
 
+def test_inspect_draws_a_failed_runs_state_filled_red(tmp_path: Path) -> None:
+    """inspect --diagram of a failed custom run: the failing state filled red, as diagram --failed draws it."""
+    from statetrainer import diagrams
+    from statetrainer.cli import main
+
+    trainer = gan.GanLoop({"epochs": 1}, run_dir=tmp_path)
+    trainer.on("generator_loss", lambda t: 1 / 0)
+    with pytest.raises(TrainerRunError, match="generator_loss"):
+        trainer.run()
+    out = tmp_path / "failed.dot"
+    assert main(["inspect", str(tmp_path), "--diagram", str(out)]) == 0
+    expected = diagrams.to_format(gan.GAN, "dot", failed="generator_loss", last=tuple(
+        json.loads((tmp_path / "status.json").read_text())["recent"][-2:])).decode()
+    assert out.read_text() == expected and "failed here" in expected
+
+
 def _gan_run(run_dir: Path | None = None, crash_after: int | None = None) -> Any:
     trainer = gan.GanLoop({"epochs": 3}, run_dir=run_dir, checkpoint_every=3 if run_dir else None)
     trainer.add_callback(EarlyStopping("g_loss", patience=5))

@@ -107,7 +107,9 @@ def _write_diagram(run_dir: str, data: dict[str, Any], target: str) -> None:
     recent = data.get("recent") or []
     last = tuple(recent[-2:]) if len(recent) >= 2 else None
     fmt = "svg" if target.endswith(".svg") else "png" if target.endswith(".png") else "dot"
-    content = diagrams.to_format(spec, fmt, highlight=state, last=last)
+    # a failed run: its failing state filled red (as `diagram --failed` draws it), not "current"
+    failed = state if data.get("status") == "failed" else None
+    content = diagrams.to_format(spec, fmt, highlight=None if failed else state, failed=failed, last=last)
     try:
         Path(target).write_bytes(content)
     except OSError as exc:
