@@ -94,13 +94,33 @@ class LifecycleTrainer(ConvnetTrainer):
         if problems:
             raise SpecError(spec.name, problems)
 
+    #: Further lifecycles the class runs with :meth:`run` (by name), besides ``lifecycle``;
+    #: e.g. ``{"test": lifecycles.TEST}`` to keep farabio's test lifecycle and ``test()``.
+    extra_lifecycles: ClassVar[dict[str, Lifecycle]] = {}
+
     @classmethod
     def lifecycles(cls) -> dict[str, Lifecycle]:
-        """``lifecycle`` under its own name (the main one), then the built-in lifecycles."""
+        """``lifecycle`` under its own name (the main one), then ``extra_lifecycles``.
+
+        Only these: a state, a callback or ``explain`` of a LifecycleTrainer never refers
+        to a built-in lifecycle the class does not run.
+        """
         spec = getattr(cls, "lifecycle", None)
         if spec is None:
             return dict(builtin.BUILTIN)
-        return {spec.name: spec, **{k: v for k, v in builtin.BUILTIN.items() if k != spec.name}}
+        return {spec.name: spec, **{k: v for k, v in cls.extra_lifecycles.items() if k != spec.name}}
+
+    def train(self, resume_from: str | os.PathLike[str] | None = None) -> None:
+        """Run ``lifecycle``, the class's training: the same as :meth:`run`."""
+        self.run(resume_from=resume_from)
+
+    def test(self) -> None:
+        """Run the lifecycle called ``test``, when the class has one (``extra_lifecycles``)."""
+        if "test" not in self.lifecycles():
+            raise ConfigurationError(
+                f"{type(self).__name__} has no 'test' lifecycle (its lifecycles: {', '.join(self.lifecycles())}); "
+                "add one to extra_lifecycles (e.g. {'test': statetrainer.lifecycles.TEST}) or call run(name)")
+        super().test()
 
     def run(self, name: str | None = None, resume_from: str | os.PathLike[str] | None = None) -> None:
         """Run ``lifecycle`` (or the lifecycle called ``name``) from its initial state.

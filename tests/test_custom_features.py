@@ -211,3 +211,22 @@ def test_a_custom_lifecycle_killed_with_sigkill_resumes_to_the_same_weights(tmp_
     a = torch.load(tmp_path / "killed" / "netG.pt", weights_only=True)
     b = torch.load(tmp_path / "reference" / "netG.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_lifecycle_trainer_trains_its_own_lifecycle_and_no_built_in_one() -> None:
+    """train() runs the class's lifecycle (as run() does), never farabio's built-in train
+    lifecycle; states of lifecycles the class does not run are unknown to on(); test() without
+    a test lifecycle says how to add one."""
+    from statetrainer import UnknownStateError, lifecycles
+    from statetrainer._errors import ConfigurationError
+
+    trainer = gan.GanLoop({"epochs": 1})
+    trainer.train()
+    assert trainer.status == "finished" and {e.lifecycle for e in trainer.trace} == {"gan"}
+    assert list(type(trainer).lifecycles()) == ["gan"]
+    with pytest.raises(UnknownStateError, match="training_step"):
+        trainer.on("training_step", lambda t: None)
+    with pytest.raises(ConfigurationError, match=r"GanLoop has no 'test' lifecycle .*extra_lifecycles"):
+        trainer.test()
+    tested = type("Tested", (gan.GanLoop,), {"extra_lifecycles": {"test": lifecycles.TEST}})
+    assert list(tested.lifecycles()) == ["gan", "test"]
