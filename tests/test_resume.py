@@ -50,7 +50,8 @@ class Dropouty(ConvnetTrainer):
             self.train_epoch_iter = enumerate(self.train_loader)
 
     def on_start_training_batch(self, args: Any) -> None:
-        self.calls.append("on_start_training_batch")
+        # with a hook-made enumerate(loader), farabio's batch index is part of what resume restores
+        self.calls.append(f"on_start_training_batch:{args[0]}" if self.enumerate_iter else "on_start_training_batch")
         self.x, self.y = args[1] if self.enumerate_iter else args
 
     def training_step(self) -> None:
@@ -212,3 +213,31 @@ def test_sigint_stops_at_the_batch_end_with_a_checkpoint_and_a_second_aborts(tmp
     with pytest.raises(KeyboardInterrupt):
         again.train()
     assert again.status == "failed"
+
+
+def test_a_checkpoint_of_an_edited_lifecycle_is_refused(tmp_path: Path) -> None:
+    """Same trainer class and state names, but the lifecycle's edges changed since the checkpoint
+    (two control edges swapped: another priority): resuming it is refused, naming the lifecycle."""
+    from statetrainer import lifecycles
+    from statetrainer.spec import Lifecycle
+
+    path = tmp_path / "ck.pt"
+    t = Dropouty(False, False)
+    t.on("on_epoch_end", lambda tr: tr.save_checkpoint(path), once=1)
+    t.train()
+    data = lifecycles.TRAIN.to_dict()
+    edges = data["edges"]
+    first, second = next((i, j) for i, a in enumerate(edges) for j, b in enumerate(edges)
+                         if i < j and a["kind"] == b["kind"] == "control" and a["source"] == b["source"])
+    edges[first], edges[second] = edges[second], edges[first]
+    edited = Lifecycle.from_dict(data)
+    assert edited.state_names == lifecycles.TRAIN.state_names
+    assert edited.fingerprint() != lifecycles.TRAIN.fingerprint()
+
+    class Edited(Dropouty):
+        @classmethod
+        def lifecycles(cls) -> dict[str, Lifecycle]:
+            return {**Dropouty.lifecycles(), "train": edited}
+
+    with pytest.raises(CheckpointError, match=r"lifecycle 'train' differs \(states, roles or edges changed\)"):
+        Edited(False, False).train(resume_from=path)

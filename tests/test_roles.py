@@ -222,3 +222,22 @@ def test_a_state_named_like_a_trainer_method_is_a_spec_error() -> None:
     })
     owned().run()
     assert calls == ["log", "snap"]
+
+
+def test_role_callbacks_count_each_run_afresh() -> None:
+    """every=/once= on a role (not a state name) restart with each run too: a second train() of
+    the same trainer fires on the same batches and epochs as the first."""
+    from farabio_like import TinyTrainer
+
+    from statetrainer import BATCH_END, EPOCH_END
+
+    t = TinyTrainer(epochs=3)
+    fired: list[tuple[str, int, int]] = []
+    t.on(BATCH_END, lambda tr: fired.append(("every", tr._epoch, tr.global_step)), every=3)
+    t.on(EPOCH_END, lambda tr: fired.append(("once", tr._epoch, 0)), once=2)
+    t.train()
+    first = list(fired)
+    fired.clear()
+    t.train()
+    assert [f[0] for f in first].count("every") == 4 and ("once", 2, 0) in first
+    assert [(w, e) for w, e, _ in fired] == [(w, e) for w, e, _ in first]
