@@ -102,3 +102,8 @@ def test_explain_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> None
     assert "micro_batch(item)" in capsys.readouterr().out
     assert main(["explain", "tset"]) == 2
     assert "did you mean 'test'" in capsys.readouterr().err
+    # a custom trainer: its own main lifecycle by default; the built-in ones are not its
+    assert main(["explain", "--trainer", target]) == 0
+    assert capsys.readouterr().out.startswith(f"# lifecycle 'accumulate' ({target})")
+    assert main(["diagram", "train", "--format", "text", "--trainer", target]) == 2
+    assert f"unknown lifecycle 'train' (the lifecycles of {target}: accumulate)" in capsys.readouterr().err

@@ -61,8 +61,9 @@ def add_parsers(sub: Any) -> None:
         epilog=_EXPLAIN_EXAMPLES,
         description="Print the order in which a run enters a lifecycle's states, as nested loops generated "
                     "from the machine (its compounds, loops, guards, roles and feeds).")
-    x.add_argument("lifecycle", nargs="?", default="train",
-                   help="train, evaluate, test, or a lifecycle of --trainer (default: train)")
+    x.add_argument("lifecycle", nargs="?", default=None,
+                   help="train, evaluate, test, or a lifecycle of --trainer (default: the trainer's main "
+                        "lifecycle; train without --trainer)")
     x.add_argument("--trainer", default=None, metavar="TARGET", help=_TRAINER_HELP)
     x.set_defaults(func=_explain)
 
@@ -116,12 +117,17 @@ def _trace_lifecycles(target: str | None, trace: Path) -> dict[str, Any]:
     return _trainer_lifecycles(target)
 
 
-def _lifecycle(target: str | None, name: str) -> Any:
+def _lifecycle(target: str | None, name: str | None) -> Any:
+    """The lifecycle ``name`` of ``target`` (default: the trainer's main one, else ``train``)."""
     from statetrainer._errors import UnknownStateError
 
     specs = _trainer_lifecycles(target)
+    if name is None:
+        name = next(iter(specs)) if target else "train"
     if name not in specs:
-        raise UnknownStateError(name, specs, what="lifecycle")
+        error = UnknownStateError(name, specs, what="lifecycle")
+        error.message += f" (the lifecycles{' of ' + target if target else ''}: {', '.join(specs)})"
+        raise error
     return specs[name]
 
 
