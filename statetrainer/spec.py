@@ -38,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import weakref
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -108,6 +108,12 @@ class State:
     compound state, ``item`` makes it a per-item compound (``train_batch``): its body is
     one item, an override is called once per item with it, and a direct call handles
     the item it is given.
+
+    The spec refuses a data flow the runtime cannot serve: a taking state is entered only
+    on edges that carry the feed's guard (its lookahead fetches the item), after a state
+    that opens the feed on every path, and neither opens nor closes that feed itself; a
+    state with ``item=`` comes after a take in the same pass; no ``resumable`` state lies
+    on a path from a take to a use of its item (a checkpoint does not hold the item).
     """
 
     name: str
@@ -133,7 +139,8 @@ class Feed:
     """A data feed a lifecycle loops over, bound to the trainer's attributes.
 
     * ``guard``: the loop guard's name; the runtime answers it with a one-item lookahead
-      (true while another item is waiting).
+      (true while another item is waiting). Each feed has a guard of its own, not named
+      like a control, epoch or override guard.
     * ``iterable``: an attribute a hook may set for this pass (``train_epoch_iter``); read
       first. ``loader``: the attribute used when ``iterable`` is unset (``train_loader``).
     * ``counts_steps``: taking an item is a training step (``global_step``,
@@ -529,7 +536,8 @@ def _role_problems(spec: Lifecycle, known: set[str]) -> Iterator[str]:
     yield from _duplicates_of(feeds, "feed")
     yield from _feed_bindings(spec, feeds)
     yield from _epoch_roles(spec, known)
-    yield from _resumable_states(spec)
+    yield from _feed_flow(spec, known)
+    yield from _feed_guards(spec)
     declared = [g.name for g in spec.guards]
     yield from _duplicates_of(declared, "guard")
     for name in sorted(set(declared) & set(CONTROL_GUARDS + spec.runtime_guards)):
@@ -596,16 +604,198 @@ def _epoch_roles(spec: Lifecycle, known: set[str]) -> Iterator[str]:
         yield f"guard {EPOCHS_GUARD!r} counts epochs, but no state has role 'epoch_start'"
 
 
-def _resumable_states(spec: Lifecycle) -> Iterator[str]:
-    """A resumable state must not be followed by one that receives an item it did not take."""
+def _feed_guards(spec: Lifecycle) -> Iterator[str]:
+    """A feed's guard is its own: the runtime answers a guard name from the first feed with it,
+    and control, epoch and override guards come before feeds."""
+    owner: dict[str, str] = {}
+    overrides = {s.name + OVERRIDDEN_SUFFIX: s.name for s in spec.states if s.compound}
+    for f in spec.feeds:
+        first = owner.setdefault(f.guard, f.name)
+        if first != f.name:
+            yield (f"feeds {first!r} and {f.name!r} share the guard {f.guard!r}: the runtime answers it from "
+                   f"feed {first!r} only, so feed {f.name!r} would never be read; give each feed a guard of "
+                   f"its own (guard='has_next_{f.name}')")
+        taken = (
+            "a control request guard the driver answers" if f.guard in CONTROL_GUARDS
+            else "the epoch counter's guard" if f.guard == EPOCHS_GUARD
+            else f"the guard of compound {overrides[f.guard]!r}'s override" if f.guard in overrides
+            else None
+        )
+        if taken:
+            yield (f"feed {f.name!r} has guard {f.guard!r}, which is {taken}; give the feed a guard name "
+                   f"of its own (guard='has_next_{f.name}')")
+
+
+# A state of the walk below: (state entered, feed open, an item taken in this pass).
+_Flow = tuple[str, bool, bool]
+
+
+def _feed_flow(spec: Lifecycle, known: set[str]) -> Iterator[str]:
+    """The feed's item is fetched, opened, taken and used in an order the runtime can serve.
+
+    A taking state takes the item its in-edge's guard fetched (the feed's one-item
+    lookahead), so every edge into it carries that guard, and it neither opens nor closes
+    the feed (both discard the fetched item). On every path from the initial state the
+    feed is opened before it is taken, and an item is taken before a state uses it
+    (``item=``). A resumable state holds no item in flight: no path leads from it to a
+    state that uses the item before a new one is taken (a checkpoint does not hold it).
+    """
+    if spec.initial not in known:
+        return
     by_name = {s.name: s for s in spec.states}
-    for name in spec.with_role("resumable"):
-        for e in spec.out_edges(name):
-            after = by_name.get(e.target)
-            if (e.kind != "control" and after is not None and after.item and not after.compound
-                    and after.takes != after.item):
-                yield (f"state {name!r} is resumable but {after.name!r} after it receives the item in flight "
-                       f"of feed {after.item!r}; a checkpoint there could not resume it")
+    out: dict[str, list[Edge]] = defaultdict(list)
+    into: dict[str, list[Edge]] = defaultdict(list)
+    for e in spec.edges:
+        if e.source in known and e.target in known:
+            out[e.source].append(e)
+            into[e.target].append(e)
+    seen: set[str] = set()
+    for feed in spec.feeds:
+        if feed.name in seen:
+            continue
+        seen.add(feed.name)
+        yield from _taking_states(spec, feed, by_name, into)
+        yield from _feed_paths(spec, feed, by_name, out)
+
+
+def _taking_states(spec: Lifecycle, feed: Feed, by_name: dict[str, State],
+                   into: dict[str, list[Edge]]) -> Iterator[str]:
+    name, guard = feed.name, feed.guard
+    for s in spec.states:
+        if s.takes != name or s.compound:
+            continue
+        guarded = [e for e in into[s.name] if guard in e.guard]
+        fetched = f"the item the guard {guard!r} fetched" + (f" on edge {guarded[0].describe()}" if guarded else "")
+        if s.opens == name:
+            yield (f"state {s.name!r} both opens and takes feed {name!r}: opening the pass (done first) discards "
+                   f"{fetched}, so its hook would get a placeholder; split it: keep opens={name!r} on "
+                   f"{s.name!r} and move takes={name!r} (and item=) to a new state entered from {s.name!r} on an "
+                   f"edge guarded by {guard!r}")
+        if s.closes == name:
+            yield (f"state {s.name!r} both closes and takes feed {name!r}: closing the pass (done first) discards "
+                   f"{fetched}, so its hook would get a placeholder; split it: keep takes={name!r} on "
+                   f"{s.name!r} and move closes={name!r} to a new state its loop exits to (the fallback edge "
+                   f"taken when {guard!r} is false)")
+        if s.name == spec.initial:
+            yield (f"state {s.name!r} is the initial state but takes feed {name!r}: a run starts there with no "
+                   f"item fetched; begin at a state that opens={name!r} and enter {s.name!r} on an edge "
+                   f"guarded by {guard!r}")
+        for e in into[s.name]:
+            if guard not in e.guard:
+                yield (f"edge {e.describe()} enters {s.name!r}, which takes feed {name!r}, without the feed's "
+                       f"guard {guard!r}: nothing fetched the item, so {s.name!r} would take a placeholder; add "
+                       f"{guard!r} to the edge's guard= (its lookahead fetches the item)")
+
+
+def _after(state: State, feed: str, opened: bool, taken: bool) -> tuple[bool, bool]:
+    """The feed's (open, item taken in this pass) after ``state``'s bookkeeping, in the
+    runtime's order: open, close, take."""
+    if state.opens == feed:
+        opened, taken = True, False
+    if state.closes == feed:
+        opened, taken = False, False
+    if state.takes == feed:
+        taken = True
+    return opened, taken
+
+
+def _path(parent: dict[Any, Any], node: Any, name: Callable[[Any], str]) -> list[str]:
+    names: list[str] = []
+    while node is not None:
+        names.append(name(node))
+        node = parent[node]
+    return names[::-1]
+
+
+def _feed_paths(spec: Lifecycle, feed: Feed, by_name: dict[str, State],
+                out: dict[str, list[Edge]]) -> Iterator[str]:
+    """Walk every path from the initial state, tracking the feed (breadth first: the first path
+    found to a state is a shortest one)."""
+    name = feed.name
+    start: _Flow = (spec.initial, False, False)
+    parent: dict[_Flow, _Flow | None] = {start: None}
+    queue = deque([start])
+    while queue:
+        node = queue.popleft()
+        after = _after(by_name[node[0]], name, node[1], node[2])
+        for e in out[node[0]]:
+            nxt = (e.target, *after)
+            if nxt not in parent:
+                parent[nxt] = node
+                queue.append(nxt)
+    opened_somewhere = any(s.opens == name for s in spec.states)
+    taken_somewhere = any(s.takes == name and not s.compound for s in spec.states)
+    reported: set[tuple[str, str]] = set()
+    for node in parent:
+        s = by_name[node[0]]
+        if (s.name, "flow") in reported:
+            continue
+        resets = s.opens == name or s.closes == name  # bookkeeping before the hook
+        if (s.takes == name and not s.compound and not resets and not node[1] and opened_somewhere
+                and s.name != spec.initial):
+            reported.add((s.name, "flow"))
+            path = _path(parent, node, lambda n: n[0])
+            openers = [o.name for o in spec.states if o.opens == name]
+            yield (f"state {s.name!r} takes feed {name!r} {_unopened(path, by_name, name)}, on the path "
+                   f"{' -> '.join(path)} (opens={name!r} is on {', '.join(map(repr, openers))}); give a state "
+                   f"that every path passes before {s.name!r} opens={name!r} (the edge into {s.name!r} guarded "
+                   f"by {feed.guard!r} then fetches from the open pass)")
+        elif (s.item == name and not s.compound and s.takes != name and (resets or not node[2])
+              and taken_somewhere):
+            reported.add((s.name, "flow"))
+            path = _path(parent, node, lambda n: n[0])
+            since = f"since the pass {'opened' if s.opens == name else 'closed'} at {s.name!r} itself" if resets \
+                else _untaken(path, by_name, name)
+            yield (f"state {s.name!r} receives the item of feed {name!r} (item={name!r}) but no item was taken "
+                   f"{since}, on the path {' -> '.join(path)}; its hook would get a stale item or None: "
+                   f"enter it only after a state that takes={name!r}")
+        if s.has("resumable") and _after(s, name, node[1], node[2])[1] and (s.name, "resumable") not in reported:
+            reported.add((s.name, "resumable"))
+            yield from _in_flight(s.name, name, by_name, out)
+
+
+def _unopened(path: list[str], by_name: dict[str, State], feed: str) -> str:
+    for before in reversed(path[:-1]):
+        if by_name[before].closes == feed:
+            return f"after the pass closed at {before!r} and before it is opened again"
+        if by_name[before].opens == feed:
+            break
+    return "before any state opens it"
+
+
+def _untaken(path: list[str], by_name: dict[str, State], feed: str) -> str:
+    for before in reversed(path[:-1]):
+        s = by_name[before]
+        if s.opens == feed or s.closes == feed:
+            return f"since the pass {'closed' if s.closes == feed else 'opened'} at {before!r}"
+    return "before it"
+
+
+def _in_flight(resumable: str, feed: str, by_name: dict[str, State], out: dict[str, list[Edge]]) -> Iterator[str]:
+    """An item of ``feed`` is in flight after ``resumable``: no path from it may reach a state
+    that uses the item before the feed is taken, opened or closed again."""
+    parent: dict[str, str | None] = {}
+    queue: deque[str] = deque()
+    for e in out[resumable]:
+        if e.target not in parent:
+            parent[e.target] = None
+            queue.append(e.target)
+    while queue:
+        name = queue.popleft()
+        s = by_name[name]
+        if feed in (s.takes, s.opens, s.closes):
+            continue  # a new item (or a new pass): the one in flight is no longer used
+        if s.item == feed and not s.compound:
+            path = " -> ".join([resumable, *_path(parent, name, lambda n: n)])
+            yield (f"state {resumable!r} is resumable but {name!r} after it receives the item in flight of feed "
+                   f"{feed!r} (path {path}, no new item taken): a checkpoint at {resumable!r} does not hold the "
+                   f"item, so a resume would hand {name!r} None; drop 'resumable' from {resumable!r} (declare it "
+                   f"where the item is no longer used) or take a new item before {name!r}")
+            return
+        for e in out[name]:
+            if e.target not in parent:
+                parent[e.target] = name
+                queue.append(e.target)
 
 
 def _closure(start: set[str], graph: dict[str, set[str]]) -> set[str]:
