@@ -5,7 +5,10 @@ that state (``on_epoch_end(self, trainer)``), and each method marked with
 :func:`~statetrainer.callbacks.at` to the state or role it names. The built-ins attach to
 roles (:mod:`statetrainer.roles`: ``epoch_end``, ``batch_end``, ``epoch_start``), so they
 work on every lifecycle that declares those roles; adding one to a trainer whose main
-lifecycle lacks a role it needs is an error naming the role.
+lifecycle lacks a role it needs is an error naming the role. A built-in attaches exactly
+its ``@at``-marked methods (``LRSchedulerStep`` only the one its ``interval`` needs): its
+other methods (``StateTimer.table``, ``ModelCheckpoint.best_file``) are helpers, whatever
+the lifecycle's states are called.
 
 ``on_exception(self, trainer, error)`` runs when a run fails; ``setup(self, trainer)``
 once when added; ``teardown(self, trainer)`` when every run ends;
@@ -22,11 +25,11 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from statetrainer._errors import ConfigurationError, UnknownStateError, close_matches
-from statetrainer.callbacks import ON_EXCEPTION, Handle, at, attached_where
-from statetrainer.roles import BATCH_END, EPOCH_END
+from statetrainer.callbacks import ON_EXCEPTION, Fn, Handle, at, attached_where, role_constant, role_name_error
+from statetrainer.roles import BATCH_END, EPOCH_END, ROLES
 
 _NOT_STATES = {"setup", "teardown", "state_dict", "load_state_dict"}
 
@@ -54,7 +57,9 @@ def register_bundle(trainer: Any, obj: Any, order: int | None) -> list[Handle]:
     """Attach every state-named or ``@at``-marked method of ``obj``, all or nothing.
 
     Public methods that look like hooks (``on_*``, or close to a state name) but match no
-    state are refused with a suggestion; other helper methods are left alone.
+    state are refused with a suggestion; other helper methods are left alone. Methods a
+    built-in callback class defines attach only when marked with ``@at`` (see
+    :func:`_declared`): their other methods are helpers, whatever the states are called.
     """
     rt = trainer._statetrainer
     if inspect.isroutine(obj) or isinstance(obj, type):
@@ -63,23 +68,30 @@ def register_bundle(trainer: Any, obj: Any, order: int | None) -> list[Handle]:
             f"marked with @statetrainer.at(...), like a statetrainer.Callback subclass), got {obj!r}; "
             f"to attach a function use trainer.on(state_or_role, fn)"
         )
-    from statetrainer._runtime import trainer_states
+    from statetrainer._runtime import main_roles, trainer_states
 
     states = set(trainer_states(type(trainer))) | {ON_EXCEPTION}
     targets: list[tuple[Any, str]] = []
     unknown = []
     for name in _public_methods(obj):
+        if _builtin_name(type(obj), name):
+            where = _declared_where(obj, name)
+            if where is not None:
+                targets.append((where, name))
+            continue
         where = attached_where(getattr(obj, name))
         if where is not None:
             targets.append((where, name))
         elif name in states:
             targets.append((name, name))
-        elif name.startswith("on_") or close_matches(name, states):
+        elif name.startswith("on_") or name in ROLES or close_matches(name, states):
             unknown.append(name)
     if unknown:
-        raise UnknownStateError(
-            unknown[0], sorted(states), what=f"state for method {type(obj).__name__}.{unknown[0]}:"
-        )
+        what = f"state for method {type(obj).__name__}.{unknown[0]}:"
+        if unknown[0] in ROLES:
+            raise role_name_error(unknown[0], main_roles(type(trainer)), what=what,
+                                  example=f"@statetrainer.at({role_constant(unknown[0])})")
+        raise UnknownStateError(unknown[0], sorted(states), what=what)
     if not targets and not _own_setup(obj):
         raise TypeError(
             f"{type(obj).__name__} has no method named after a state or marked with @statetrainer.at(...), "
@@ -94,6 +106,49 @@ def register_bundle(trainer: Any, obj: Any, order: int | None) -> list[Handle]:
         rt.teardown.append(lambda: obj.teardown(trainer))
     rt.bundles.append(obj)
     return handles
+
+
+_C = TypeVar("_C", bound=type)
+_DECLARED = "__statetrainer_declared__"
+_ONLY_IF = "__statetrainer_only_if__"
+
+
+def _declared(cls: _C) -> _C:
+    """Mark a built-in callback class: the methods it defines attach only when marked with
+    ``@at``. Its helpers (``StateTimer.table``, ``ModelCheckpoint.best_file``) are never
+    attached nor taken for misspelt hooks, whatever the lifecycle's states are called. The mark
+    is the class's own (a user's subclass attaches the methods it adds by the usual rules);
+    an override of a built-in's method keeps the built-in's ``@at`` place."""
+    setattr(cls, _DECLARED, True)
+    return cls
+
+
+def _only_if(predicate: Callable[[Any], bool]) -> Callable[[Fn], Fn]:
+    """Attach an ``@at`` method of a built-in only on instances where ``predicate(self)`` holds."""
+
+    def mark(fn: Fn) -> Fn:
+        setattr(fn, _ONLY_IF, predicate)
+        return fn
+
+    return mark
+
+
+def _builtin_name(cls: type, name: str) -> bool:
+    """Whether a built-in callback class (marked with :func:`_declared`) defines ``name``."""
+    return any(name in vars(c) and vars(c).get(_DECLARED, False) for c in cls.__mro__)
+
+
+def _declared_where(obj: Any, name: str) -> Any:
+    """Where a built-in's method ``name`` attaches on ``obj``: the ``@at`` mark of its nearest
+    definition that has one (an override keeps it), ``None`` for a helper or a method whose
+    :func:`_only_if` condition does not hold for ``obj``."""
+    for cls in type(obj).__mro__:
+        fn = getattr(vars(cls).get(name), "__func__", vars(cls).get(name))
+        where = attached_where(fn)
+        if where is not None:
+            only_if = getattr(fn, _ONLY_IF, None)
+            return where if only_if is None or only_if(obj) else None
+    return None
 
 
 def _own_setup(obj: Any) -> bool:
@@ -144,6 +199,7 @@ def _check_mode(mode: str) -> None:
         raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
 
 
+@_declared
 class EarlyStopping(Callback):
     """Stop training when ``monitor`` has not improved for ``patience`` epochs (at each epoch's end).
 
@@ -188,6 +244,7 @@ class EarlyStopping(Callback):
         self.best, self.bad_epochs = state["best"], state["bad_epochs"]
 
 
+@_declared
 class ModelCheckpoint(Callback):
     """Keep the best ``save_top_k`` models by ``monitor`` and/or one every ``every_n_epochs``.
 
@@ -282,6 +339,7 @@ class ModelCheckpoint(Callback):
         self.best_path = Path(Path(state["best"]).name) if state.get("best") else None
 
 
+@_declared
 class ProgressBar(Callback):
     """A tqdm bar per pass over each data feed: training, validation and test alike.
 
@@ -386,6 +444,7 @@ class ProgressBar(Callback):
             bar.close()
 
 
+@_declared
 class CSVLogger(Callback):
     """One row per epoch (epoch, seconds since the run started, every logged metric) in ``path``.
 
@@ -481,6 +540,7 @@ class CSVLogger(Callback):
             path.unlink()
 
 
+@_declared
 class TensorBoardLogger(Callback):
     """Write every logged metric per epoch as TensorBoard scalars (needs ``tensorboard``).
 
@@ -521,25 +581,29 @@ class TensorBoardLogger(Callback):
             self.writer = None
 
 
+@_declared
 class LRSchedulerStep(Callback):
-    """Step an LR scheduler each epoch (or each batch); ``ReduceLROnPlateau`` gets ``monitor``."""
+    """Step an LR scheduler each epoch (or each batch); ``ReduceLROnPlateau`` gets ``monitor``.
+
+    It attaches to the role its ``interval`` needs only: ``epoch_end`` for ``"epoch"``,
+    ``batch_end`` for ``"batch"`` (a lifecycle without batch ends takes epoch steps).
+    """
 
     def __init__(self, scheduler: Any, interval: str = "epoch", monitor: str | None = None) -> None:
         if interval not in ("epoch", "batch"):
             raise ValueError(f"interval must be 'epoch' or 'batch', got {interval!r}")
         self.scheduler, self.interval, self.monitor = scheduler, interval, monitor
 
+    @_only_if(lambda self: self.interval == "batch")
     @at(BATCH_END)
     def step_batch(self, trainer: Any) -> None:
         """Step after each training item (``interval="batch"``)."""
-        if self.interval == "batch":
-            self.scheduler.step()
+        self.scheduler.step()
 
+    @_only_if(lambda self: self.interval == "epoch")
     @at(EPOCH_END)
     def step_epoch(self, trainer: Any) -> None:
         """Step at each epoch's end (``interval="epoch"``), with the monitored value if given."""
-        if self.interval != "epoch":
-            return
         if self.monitor is not None:
             self.scheduler.step(_metric(trainer, self.monitor))
         else:
@@ -552,27 +616,77 @@ class LRSchedulerStep(Callback):
         self.scheduler.load_state_dict(state["scheduler"])
 
 
+@_declared
 class StateTimer(Callback):
-    """Cumulative wall time and visits per state, from the driver's transitions."""
+    """Cumulative wall time and visits per state, from the driver's transitions.
+
+    Checkpointed: a resumed run's table goes on from the interrupted run's (the visits of an
+    interrupted and resumed run are an uninterrupted run's; the time spent restoring is in no
+    state). Like every checkpointed callback, add it to the resumed trainer too.
+    """
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
         self.clock = clock
         self.seconds: dict[str, float] = {}
         self.visits: dict[str, int] = {}
         self._last: tuple[str, float] | None = None
+        self._runtime: Any = None
+        self._resuming = False  # loaded from a checkpoint; the resumed run's first entry not yet counted
+        self._resume_seq = 0  # the trace number of the resume entry
 
     def setup(self, trainer: Any) -> None:
-        trainer._statetrainer.driver.observers.append(self._observe)
+        self._runtime = trainer._statetrainer
+        self._runtime.driver.observers.append(self._observe)
 
     def _observe(self, source: str, target: str) -> None:
         now = self.clock()
+        if self._resuming:
+            self._settle(source)
         if self._last is not None and self._last[0] == source:
             self.seconds[source] = self.seconds.get(source, 0.0) + now - self._last[1]
         self.visits[target] = self.visits.get(target, 0) + 1
         self._last = (target, now)
 
+    def _settle(self, source: str | None = None) -> None:
+        """Count the state a resumed run entered first. The machine moves on from the
+        checkpointed state (the trace's ``resume`` entry) into the next one without a transition
+        observers see; the trace's entry after the resume entry names it. ``source``: called for
+        a transition from ``source``; when nothing is recorded after the resume entry yet, that
+        transition is the resume's own and is counted as any other."""
+        trace = self._runtime.driver.trace
+        recorded = trace.total - self._resume_seq  # entries since the resume entry, itself included
+        if recorded < 2:
+            self._resuming = source is None
+            return
+        first = self._resume_seq + 1
+        entered = next((e.state for e in trace.tail(recorded)[:2] if e.seq == first), source)
+        if entered is not None:
+            self.visits[entered] = self.visits.get(entered, 0) + 1
+        self._resuming = False
+
+    def teardown(self, trainer: Any) -> None:
+        if self._resuming:  # resumed into a final state: no transition was observed
+            self._settle()
+            self._resuming = False
+
+    def state_dict(self) -> dict[str, Any]:
+        """The visits and seconds per state so far (a checkpoint keeps them)."""
+        if self._resuming:
+            self._settle()
+        return {"seconds": dict(self.seconds), "visits": dict(self.visits)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.seconds = {str(k): float(v) for k, v in state["seconds"].items()}
+        self.visits = {str(k): int(v) for k, v in state["visits"].items()}
+        self._last = None  # the clock of another process: the resumed state's time is not counted
+        if self._runtime is not None:  # restored for a resume: its trace numbering starts at the resume entry
+            self._resume_seq = self._runtime.driver.trace.total
+            self._resuming = True
+
     def table(self) -> list[tuple[str, int, float]]:
         """``(state, visits, seconds)`` rows, slowest first."""
+        if self._resuming:
+            self._settle()
         names = set(self.seconds) | set(self.visits)
         rows = [(n, self.visits.get(n, 0), self.seconds.get(n, 0.0)) for n in names]
         return sorted(rows, key=lambda r: -r[2])

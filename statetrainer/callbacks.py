@@ -2,7 +2,10 @@
 
 A callback attaches to a state by its name or to a role
 (:data:`statetrainer.roles.EPOCH_END`): a role callback runs on entry to every state that
-declares the role, in whichever lifecycle runs.
+declares the role, in whichever lifecycle runs. A role's name given as a string
+(``"epoch_end"``) is a state name like any other: unless a state is called that, it is
+refused with an error that says it is a role and how to attach to it (a string never means a
+role, so adding a state named like a role never changes what a callback attaches to).
 
 Order contract, within one state: callbacks with ``order < 0`` run first, then the hook
 method, then the callbacks with ``order >= 0``; within each group by ``order``, then by
@@ -23,7 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from statetrainer._errors import UnknownStateError
-from statetrainer.roles import Role
+from statetrainer.roles import ROLES, Role
 
 #: The callback point run when a hook or callback raises: ``fn(trainer, error)``.
 ON_EXCEPTION = "on_exception"
@@ -204,6 +207,8 @@ class Registry:
             raise TypeError(f"a callback attaches to a state name or a statetrainer.roles.Role, got {state!r}")
         known = set(self._known()) | {ON_EXCEPTION}
         if state not in known:
+            if state in ROLES:
+                raise role_name_error(state, self._roles() if self._roles is not None else None)
             raise UnknownStateError(state, sorted(known))
 
     def for_state(self, state: str, roles: Iterable[str] = ()) -> tuple[list[Handle], list[Handle]]:
@@ -284,6 +289,37 @@ def at(where: Where) -> Callable[[Fn], Fn]:
 def attached_where(method: Any) -> Where | None:
     """Where :func:`at` attached ``method`` (``None`` when it was not marked)."""
     return getattr(method, "__statetrainer_at__", None)
+
+
+def role_constant(name: str) -> str:
+    """How to spell role ``name`` in code: ``statetrainer.EPOCH_END``, else ``statetrainer.Role('no_grad')``."""
+    import statetrainer
+    from statetrainer import roles
+
+    for attr, value in vars(roles).items():
+        if isinstance(value, Role) and value.name == name and attr.isupper():
+            return f"statetrainer.{attr}" if attr in statetrainer.__all__ else f"statetrainer.roles.{attr}"
+    return f"statetrainer.Role({name!r})"
+
+
+def role_name_error(
+    name: str, main: tuple[str, Iterable[str]] | None = None, what: str = "state", example: str | None = None,
+) -> UnknownStateError:
+    """The error for a role's name given where a state name goes: roles attach as Role objects.
+
+    A role is not accepted as a string: a lifecycle may name a state after a role, and the
+    string would then change meaning. ``main`` is the main lifecycle's ``(name, roles)``.
+    """
+    constant = role_constant(name)
+    err = UnknownStateError(name, (), what=what)
+    err.message += (
+        f": it is a role, not a state name; attach to the role with "
+        f"{example or f'trainer.on({constant}, fn)'} (it runs on every state that declares the role)"
+    )
+    if main is not None and name not in set(main[1]):
+        err.message += f"; lifecycle {main[0]!r} has no state with role {name!r} yet: State(..., roles={{{name!r}}})"
+    err.args = (err.message,)
+    return err
 
 
 def _check_filters(every: int | None, once: int | None, when: object) -> None:
