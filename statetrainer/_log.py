@@ -1,7 +1,8 @@
 """Library logging with structlog: a named logger, stable snake_case events, no global setup.
 
 Events: ``run_started``, ``epoch_finished`` and ``run_finished`` (info),
-``checkpoint_written`` (info), ``run_failed`` (error), ``debug_dump`` (warning), and with
+``checkpoint_written`` (info), ``run_failed`` (error), ``run_stopped`` (warning: a signal
+stopped the run gracefully), ``debug_dump`` (warning), and with
 ``trainer.log_transitions = True`` one ``transition_taken`` per transition (debug; off by
 default because it costs a call per transition). Only the CLI configures output
 (:func:`configure`): a readable console on stderr and JSON lines in ``events.jsonl``.

@@ -118,6 +118,13 @@ def run_top(trainer: Any, name: str, *, start: str | None = None, resume: bool =
             rt.recorder.stop(error)
         if error is None:
             pos.state = -1
+        if error is None and pos.status == "stopped" and rt.signal is not None:
+            # a Ctrl-C ends train() gracefully: say so, or a script goes on as if it had finished
+            import signal
+
+            rt.log.warning("run_stopped", signal=signal.Signals(rt.signal).name, lifecycle=name,
+                           epoch=pos.epoch, global_step=pos.global_step,
+                           resume="train(resume_from=RUN_DIR)" if rt.settings.run_dir is not None else None)
         rt.log.info("run_finished", status=pos.status, global_step=pos.global_step,
                     seconds=round(time.monotonic() - rt.started, 3))
         rt.log.close()

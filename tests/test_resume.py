@@ -196,12 +196,19 @@ def test_sigint_stops_at_the_batch_end_with_a_checkpoint_and_a_second_aborts(tmp
     import os
     import signal
 
+    import structlog
+
     from statetrainer import checkpoint as ck
 
     t = Dropouty(False, False, run_dir=tmp_path)
     t.on("training_step", lambda tr: os.kill(os.getpid(), signal.SIGINT), once=3)
-    t.train()
+    with structlog.testing.capture_logs() as logs:
+        t.train()
     assert t.status == "stopped" and t.stopped_by_signal == signal.SIGINT
+    # train() returns: a warning says the run was stopped, not finished, and how to resume it
+    said = [e for e in logs if e["event"] == "run_stopped"]
+    assert len(said) == 1 and said[0]["log_level"] == "warning" and said[0]["signal"] == "SIGINT"
+    assert said[0]["resume"] == "train(resume_from=RUN_DIR)" and said[0]["global_step"] == 3
     assert [e.state for e in t.trace][-2:] == ["on_end_training_batch", "on_train_end"]
     _, data = ck.latest_good(tmp_path / "checkpoints")
     assert data["state"] == "on_end_training_batch" and data["position"]["global_step"] == 3
@@ -241,3 +248,27 @@ def test_a_checkpoint_of_an_edited_lifecycle_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(CheckpointError, match=r"lifecycle 'train' differs \(states, roles or edges changed\)"):
         Edited(False, False).train(resume_from=path)
+
+
+def test_a_state_timer_may_be_added_or_left_out_on_resume(tmp_path: Path) -> None:
+    """StateTimer (what --profile adds) is checkpointed but optional: a resume with or without
+    it is accepted; any other checkpointed callback must match."""
+    from statetrainer import EarlyStopping, StateTimer
+
+    path = tmp_path / "ck.pt"
+    t = Dropouty(False, False)
+    t.add_callback(StateTimer())
+    t.on("on_epoch_end", lambda tr: tr.save_checkpoint(path), once=1)
+    t.train()
+    plain = Dropouty(False, False)
+    plain.train(resume_from=path)
+    assert plain.status == "finished"
+    timed = Dropouty(False, False)
+    timer = StateTimer()
+    timed.add_callback(timer)
+    timed.train(resume_from=path)
+    assert timer.visits["training_step"] == 18  # the checkpointed table went on: 3 epochs of 6
+    other = Dropouty(False, False)
+    other.add_callback(EarlyStopping("loss"))
+    with pytest.raises(CheckpointError, match=r"callbacks differ: checkpoint \['StateTimer'\]"):
+        other.train(resume_from=path)

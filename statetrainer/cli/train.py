@@ -78,7 +78,7 @@ def _observe(trainer: Any, args: argparse.Namespace, run_dir: str) -> Any:
     _log.configure(args.log_level)
     import structlog
 
-    # The command reports a failed run itself, in one line: the console does not repeat it.
+    # The command reports a failed or signal-stopped run itself, in one line: the console does not repeat it.
     structlog.configure(processors=[_drop_run_failed, *structlog.get_config()["processors"]])
     trainer.log_transitions = args.log_level == "debug"
     if not args.profile:
@@ -91,7 +91,7 @@ def _observe(trainer: Any, args: argparse.Namespace, run_dir: str) -> Any:
 def _drop_run_failed(_: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     import structlog
 
-    if event.get("event") == "run_failed":
+    if event.get("event") in ("run_failed", "run_stopped"):
         raise structlog.DropEvent
     return event
 
