@@ -314,6 +314,9 @@ class Builder:
         rt, feed = self.rt, self.rt.feed(self.spec, feed_name)
         ctl, pos, has_next = rt.driver.control, rt.driver.position, self._guard(feed.spec.guard)
         counts = feed.spec.counts_steps
+        # An override that never calls super() runs no batch_end state: the periodic
+        # checkpoint is still requested per item, and served at the next resumable state.
+        periodic = rt.after_batch if counts and rt.settings.checkpoint_every else None
 
         def run_items() -> None:
             while not (ctl.stop or ctl.epoch_stop) and has_next():
@@ -326,6 +329,8 @@ class Builder:
                     method(item)
                 finally:
                     rt.batch_counted = False
+                if periodic is not None:
+                    periodic()
                 ctl.skip = False
                 ctl.pending = ctl.stop or ctl.epoch_stop or bool(ctl.requests)
 

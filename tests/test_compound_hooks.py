@@ -129,3 +129,31 @@ def test_test_loop_override_and_nested_test_from_a_hook() -> None:
     trainer.train()
     assert [c[0] for c in trainer.calls][-5:] == ["on_train_end", "load_model", "on_test_start", "my_test_loop", "on_test_end"]
     assert trainer.status == "finished"
+
+
+def test_an_override_without_super_still_gets_periodic_checkpoints(tmp_path: Any) -> None:
+    """train_batch overridden farabio-style (no super(): no batch_end state runs):
+    checkpoint_every is still honoured, at the next resumable state (the epoch's end), and a
+    resume from it ends with the uninterrupted run's weights."""
+    import torch
+    from farabio_like import TinyTrainer
+
+    from statetrainer import checkpoint as ck
+
+    class Own(TinyTrainer):
+        def train_batch(self, args: Any) -> None:
+            self.on_start_training_batch(args)
+            self.training_step()
+
+    trainer = Own(epochs=2, run_dir=tmp_path / "run", checkpoint_every=3)
+    trainer.train()
+    found = [ck.read_checkpoint(p) for p in ck.checkpoint_files(tmp_path / "run" / "checkpoints")]
+    steps = sorted(int(d["position"]["global_step"]) for d in found)
+    assert steps and steps[0] == 4 and all(d["state"] == "on_train_epoch_end" for d in found if
+                                           d["position"]["global_step"] < 8), steps
+    first = next(p for p in ck.checkpoint_files(tmp_path / "run" / "checkpoints")
+                 if ck.read_checkpoint(p)["position"]["global_step"] == 4)
+    resumed = Own(epochs=2)
+    resumed.train(resume_from=first)
+    for a, b in zip(resumed.model.state_dict().values(), trainer.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
