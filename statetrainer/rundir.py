@@ -182,8 +182,8 @@ def foreign_entries(folder: str | os.PathLike[str]) -> list[str]:
 def _hint(cli: bool, folder: str) -> str:
     if cli:
         return "pass --resume to continue it or --overwrite to replace it"
-    return (f"pass --resume to continue it or --overwrite to replace it (in Python: train(resume_from={folder!r}) "
-            f"or overwrite=True)")
+    return (f"pass --resume to continue it or --overwrite to replace it (in Python: train(resume_from={folder!r}), "
+            f"or overwrite=True to the trainer's constructor)")
 
 
 def check_not_foreign(folder: str | os.PathLike[str], overwrite: bool, cli: bool = False) -> None:
@@ -195,7 +195,7 @@ def check_not_foreign(folder: str | os.PathLike[str], overwrite: bool, cli: bool
     entries = foreign_entries(folder)
     if entries:
         shown = ", ".join(entries[:4]) + (f" and {len(entries) - 4} more" if len(entries) > 4 else "")
-        flag = "--overwrite" if cli else "overwrite=True"
+        flag = "--overwrite" if cli else "overwrite=True to the trainer's constructor"
         raise RunDirError(
             f"{str(folder)} is not empty ({shown}) and holds no statetrainer run: choose a new or empty run "
             f"directory, or pass {flag} to write into it anyway (its files are kept unless they are statetrainer's)"
@@ -412,7 +412,8 @@ def _identity(trainer: Any, folder: str, spec: Any, resume: bool, dry: bool = Fa
         return mine or new_run_id()
     if resume:
         raise RunDirError(f"{folder} holds {held.describe()}, not run {short(mine)} that is being resumed: resume "
-                          f"into its own run directory or a new one, or pass overwrite=True to replace that run")
+                          f"into its own run directory or a new one, or pass overwrite=True to the trainer's "
+                          f"constructor to replace that run")
     raise RunDirError(f"{folder} holds {held.describe()}: {_hint(False, folder)}")
 
 

@@ -75,7 +75,7 @@ def test_python_api_refuses_another_runs_folder_unless_overwrite(tmp_path: Path)
     first_id = status(tmp_path)["run_id"]
     before = tree(tmp_path)
     with pytest.raises(RunDirError, match=r"holds run .*\(Tiny, epoch 1 of 1, finished\): pass --resume .*"
-                                          r"train\(resume_from=.*\) or overwrite=True"):
+                                          r"train\(resume_from=.*\), or overwrite=True to the trainer's constructor"):
         Tiny({"epochs": 1}, run_dir=tmp_path).train()
     assert tree(tmp_path) == before
     tester = Tiny({"epochs": 1}, run_dir=tmp_path)
