@@ -319,6 +319,10 @@ def _spec_with_feed(trainer: Any, name: str) -> Any:
     return next(s for s in type(trainer).lifecycles().values() if any(f.name == name for f in s.feeds))
 
 
+#: Checkpointed callbacks a resumed trainer may add or leave out (see :func:`_restore_callbacks`).
+_OPTIONAL_CALLBACKS = frozenset({"StateTimer"})
+
+
 def _stateful(bundles: list[Any]) -> list[Any]:
     """Callbacks whose class defines its own ``state_dict`` (the base one keeps nothing)."""
     from statetrainer.builtin_callbacks import Callback
@@ -328,14 +332,24 @@ def _stateful(bundles: list[Any]) -> list[Any]:
 
 
 def _restore_callbacks(bundles: list[Any], saved: list[Any]) -> None:
+    """Load each checkpointed callback's state into the same callback of this trainer.
+
+    A callback of :data:`_OPTIONAL_CALLBACKS` (``StateTimer``: what ``--profile`` adds) may be
+    on one side only: it starts afresh, or its checkpointed state is left unused.
+    """
+    optional = _OPTIONAL_CALLBACKS
     stateful = _stateful(bundles)
-    if [type(b).__qualname__ for b in stateful] != [name for name, _ in saved]:
+    names = [type(b).__qualname__ for b in stateful]
+    if [n for n in names if n not in optional] != [n for n, _ in saved if n not in optional]:
         raise CheckpointError(
             f"callbacks differ: checkpoint {[n for n, _ in saved]}, this trainer "
-            f"{[type(b).__qualname__ for b in stateful]}; add the same callbacks before resuming"
+            f"{names}; add the same callbacks before resuming"
         )
-    for bundle, (_, state) in zip(stateful, saved):
-        bundle.load_state_dict(state)
+    pending = list(saved)
+    for bundle, name in zip(stateful, names):
+        index = next((i for i, (n, _) in enumerate(pending) if n == name), None)
+        if index is not None:  # else an optional callback the checkpoint lacks: it starts afresh
+            bundle.load_state_dict(pending.pop(index)[1])
 
 
 def _reopen(trainer: Any, feed: Any, saved: dict[str, Any]) -> None:

@@ -622,7 +622,8 @@ class StateTimer(Callback):
 
     Checkpointed: a resumed run's table goes on from the interrupted run's (the visits of an
     interrupted and resumed run are an uninterrupted run's; the time spent restoring is in no
-    state). Like every checkpointed callback, add it to the resumed trainer too.
+    state). Unlike the other checkpointed callbacks it may be added to or left out of a
+    resumed trainer (``--profile`` on one run only): it then starts afresh.
     """
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
