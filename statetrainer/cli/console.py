@@ -4,8 +4,9 @@
   from the ``epoch_end`` role (after the state's hook and callbacks), read from the
   runtime — never from a trainer method a subclass could shadow.
 * :func:`announce_resume`: ``resumed run 3f2a9c1e… at epoch 2, batch 3 (checkpoint …)``,
-  printed when the resumed machine takes its first transition (the position is then the
-  checkpoint's), followed by the table's header.
+  printed at the resumed machine's first transition, followed by the table's header; the
+  position and the checkpoint are read from the trace's ``resume`` entry (the machine has
+  moved on by then).
 * :func:`user_frame`: the last traceback frame in the user's code (not statetrainer's,
   torch's or the standard library's), for a failure's ``at FILE:LINE`` line.
 """
@@ -34,6 +35,7 @@ class EpochTable:
 
     def __init__(self) -> None:
         self.columns: list[str] = []
+        self.headed = False  # the header was printed (once, even when nothing is logged)
         self.started = time.monotonic()
 
     def attach(self, trainer: Any) -> None:
@@ -56,7 +58,7 @@ class EpochTable:
         rt = trainer._statetrainer
         values = rt.metrics.compute()
         new = [name for name in values if name not in self.columns]
-        if new or not self.columns:
+        if new or not self.headed:
             self.columns += new
             self.print_header()
         epoch = rt.driver.position.epoch
@@ -66,6 +68,7 @@ class EpochTable:
 
     def print_header(self) -> None:
         """``epoch  train_loss  valid_loss    time``."""
+        self.headed = True
         print("  ".join([f"{'epoch':>5}", *(f"{name:>{max(COLUMN, len(name))}}" for name in self.columns),
                         f"{'time':>7}"]))
 
@@ -85,8 +88,9 @@ def _cell(value: float | None, name: str) -> str:
 def announce_resume(trainer: Any, run_dir: str, table: EpochTable | None) -> Any:
     """Print the resume line (and the table header) at the resumed machine's first transition.
 
-    Returns a function that prints it if the run ended without a transition (resumed at
-    its final state); it prints nothing when the line was already printed.
+    Returns a function that prints it if the run ended, or failed, before a transition
+    (resumed at its final state); it prints nothing when the line was already printed, or
+    when nothing was resumed (no ``resume`` entry in the trace: the resume was refused).
     """
     rt = trainer._statetrainer
     printed = False
@@ -97,8 +101,11 @@ def announce_resume(trainer: Any, run_dir: str, table: EpochTable | None) -> Any
             rt.driver.observers.remove(resumed)  # once: the transitions after it cost nothing
         if printed:
             return
+        line = resume_line(trainer, run_dir)
+        if line is None:
+            return
         printed = True
-        print(resume_line(trainer, run_dir))
+        print(line)
         if table is not None:
             table.resume_from(trainer)
 
@@ -106,29 +113,31 @@ def announce_resume(trainer: Any, run_dir: str, table: EpochTable | None) -> Any
     return resumed
 
 
-def resume_line(trainer: Any, run_dir: str) -> str:
-    """``resumed run 3f2a9c1e… at epoch 2, batch 3 (checkpoint checkpoints/ckpt-….pt)``."""
+def resume_line(trainer: Any, run_dir: str) -> str | None:
+    """``resumed run 3f2a9c1e… at epoch 2, batch 3 (checkpoint checkpoints/ckpt-….pt)``: the
+    position of the trace's ``resume`` entry, which is the checkpoint's (by the first
+    transition the machine has entered the next state, maybe taken an item); ``None``
+    without a resume entry."""
     from statetrainer import rundir
 
     rt = trainer._statetrainer
-    pos = rt.driver.position
-    batch = "-" if pos.batch is None or pos.batch < 0 else str(pos.batch)
-    where = checkpoint_used(run_dir, rt.run_id, pos.global_step, rt.driver.trace.total)
-    return f"resumed run {rundir.short(rt.run_id)} at epoch {pos.epoch}, batch {batch} (checkpoint {where})"
+    entry = next((e for e in reversed(rt.driver.trace.entries()) if e.note == "resume"), None)
+    if entry is None:
+        return None
+    batch = "-" if entry.batch is None else str(entry.batch)
+    where = checkpoint_used(run_dir, rt.run_id, entry.seq)
+    return f"resumed run {rundir.short(rt.run_id)} at epoch {entry.epoch}, batch {batch} (checkpoint {where})"
 
 
-def checkpoint_used(run_dir: str, run_id: str | None, step: int, total: int) -> str:
-    """The checkpoint a resume read, relative to the run directory: the one named after the
-    step and trace entry it restored (the resume entry is one more), else the newest of that step."""
+def checkpoint_used(run_dir: str, run_id: str | None, seq: int) -> str:
+    """The checkpoint a resume read, relative to the run directory: the run's automatic
+    checkpoint written when its trace had ``seq`` entries (the resume entry's number)."""
     from statetrainer import checkpoint, rundir
 
     folder = Path(run_dir) / checkpoint.CHECKPOINT_DIR
-    exact = folder / rundir.checkpoint_name(run_id, step, total - 1)
-    if exact.is_file():
-        return str(exact.relative_to(run_dir))
-    same_step = [p for p in checkpoint.checkpoint_files(folder, run_id) if (rundir.checkpoint_run(p.name) or
-                                                                             (None, -1, -1))[1] == step]
-    return str(same_step[-1].relative_to(run_dir)) if same_step else f"in {folder}"
+    found = [p for p in checkpoint.checkpoint_files(folder, run_id) if (rundir.checkpoint_run(p.name) or
+                                                                        (None, -1, -1))[2] == seq]
+    return str(found[-1].relative_to(run_dir)) if found else f"in {folder}"
 
 
 # -- where a failure happened -------------------------------------------------------------

@@ -3,9 +3,10 @@
 Generic over the lifecycles' declared :class:`~statetrainer.spec.Feed`\\ s (train, valid and
 test for ``ConvnetTrainer``; the feeds of a custom lifecycle alike). Each feed's loader
 attribute is wrapped in a :class:`Limited` when the trainer is built, and again — with the
-iterable attribute a hook may set — after the calls of each state that opens a feed (a
-hook there may have set new ones). The feed reads its source lazily, after those calls, so
-every pass sees at most N items.
+iterable attribute a hook may set — after the calls of the state that opens a feed and of
+each state after it until the loop first asks for an item (``evaluate_epoch`` opens the
+valid feed; a hook in ``on_evaluate_epoch_start`` may still set a new ``valid_loader``). The
+feed reads its source at that first question, so every pass sees at most N items.
 
 A hook that sets ``self.train_epoch_iter = enumerate(self.train_loader)`` is limited
 through the loader it enumerates (and the enumerate stays resumable mid-pass); any other
@@ -57,23 +58,47 @@ def limit_batches(trainer: Any, limit: int) -> None:
 
 
 def _feeds(cls: Any) -> dict[str | None, tuple[list[str], list[str]]]:
-    """``opening state -> (loader attributes, iterable attributes)`` of the feeds it opens;
-    feeds no state opens are under ``None``."""
+    """``state -> (loader attributes, iterable attributes)`` of the feeds whose source a hook
+    of that state may still set before the pass reads it; feeds no state opens are under ``None``."""
     out: dict[str | None, tuple[list[str], list[str]]] = {}
     for spec in cls.lifecycles().values():
         for feed in spec.feeds:
             opener = next((s.name for s in spec.states if s.opens == feed.name), None)
-            loaders, iterables = out.setdefault(opener, ([], []))
-            if feed.loader and feed.loader not in loaders:
-                loaders.append(feed.loader)
-            if feed.iterable and feed.iterable not in iterables:
-                iterables.append(feed.iterable)
+            for state in _before_first_item(spec, opener, feed) if opener else [None]:
+                loaders, iterables = out.setdefault(state, ([], []))
+                if feed.loader and feed.loader not in loaders:
+                    loaders.append(feed.loader)
+                if feed.iterable and feed.iterable not in iterables:
+                    iterables.append(feed.iterable)
     return out
 
 
+def _before_first_item(spec: Any, opener: str, feed: Any) -> list[str]:
+    """The opening state and the states after it up to the one whose next transition first
+    asks the feed for an item (an edge guarded by the feed's guard): the pass's source is
+    read there, after those states' calls."""
+    from statetrainer import _structure
+
+    leaving: dict[str, list[Any]] = {}
+    for edge in _structure.flow_edges(spec):
+        leaving.setdefault(edge.source, []).append(edge)
+    takes = {s.name for s in spec.states if s.takes == feed.name}
+    found: list[str] = []
+    todo = [opener]
+    while todo:
+        state = todo.pop()
+        if state in found or state in takes:
+            continue
+        found.append(state)
+        edges = leaving.get(state, [])
+        if not any(feed.guard in edge.guard for edge in edges):
+            todo.extend(edge.target for edge in edges)
+    return found
+
+
 def _rewrapper(loaders: list[str], iterables: list[str], limit: int) -> Callable[[Any], None]:
-    """The callback of a state that opens feeds: after its hook, wrap the loaders a hook
-    replaced and the iterables a hook set."""
+    """The callback of a state at the start of a pass (see :func:`_feeds`): after its hook,
+    wrap the loaders a hook replaced and the iterables a hook set."""
 
     def limit_batches(trainer: Any) -> None:
         _wrap(trainer, loaders, limit)

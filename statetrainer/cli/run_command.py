@@ -56,15 +56,20 @@ def add_parser(sub: Any) -> None:
     where.add_argument("--run-dir", default=None, metavar="DIR",
                        help="the run directory (default: a new runs/<Class>-<time>)")
     where.add_argument("--resume", action="store_true",
-                       help="continue the run in --run-dir with the settings saved in its run.json")
+                       help="continue the run in --run-dir with the settings saved in its run.json (default: off, "
+                            "a new run)")
     where.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
                        help="a checkpoint every N training batches (default: none)")
-    where.add_argument("--overwrite", action="store_true", help="replace the run --run-dir holds")
+    where.add_argument("--overwrite", action="store_true",
+                       help="replace the run --run-dir holds (default: off, a fresh run there is refused)")
     out = r.add_argument_group("output")
     out.add_argument("--quiet", action="store_true",
                      help="no progress bar and no epoch table (default: both; the bar only when standard output "
                           "is a terminal)")
     train._run_options(out)
+    for action in out._group_actions:  # the options shared with demo: --help says every default
+        if action.help and "(default" not in action.help and isinstance(action, argparse._StoreTrueAction):
+            action.help += " (default: off)"
     r.set_defaults(func=_run)
 
 
@@ -115,11 +120,15 @@ def _run(args: argparse.Namespace) -> int:
     run_dir = train._run_dir(args, lambda: Path("runs") / datetime.datetime.now().strftime(
         f"{cls.__name__}-%Y%m%d-%H%M%S"))
     saved = train._saved_settings(args, run_dir, name, train._check_run_config) if args.resume else None
+    # a bad --config, --device or --callback is refused before the run directory is claimed
+    config = saved["config"] if saved else _settings_config(args)
+    _check_callbacks(config.get("callbacks") or [])
     with train._claimed(args, run_dir, name):
-        settings = saved or train._new_settings(run_dir, name, _settings_config(args))
+        settings = saved or train._new_settings(run_dir, name, config)
         code, trainer = _run_in(args, cls, run_dir, settings, fresh=saved is None)
         if code == 0 and main_process():
-            print(f"run directory: {run_dir}  status: {trainer.status}")
+            ran = trainer.status != "idle"  # not when a finished training was "resumed"
+            print(f"run directory: {run_dir}" + (f"  status: {trainer.status}" if ran else ""))
     return code
 
 
@@ -152,14 +161,25 @@ def _settings_config(args: argparse.Namespace) -> dict[str, Any]:
             "seed": args.seed, "callbacks": list(args.callback)}
 
 
+def _check_callbacks(specs: list[str]) -> None:
+    """Each ``--callback MODULE:NAME`` imports and names a class or function (before anything is
+    written; a function of the trainer is called once the trainer is built)."""
+    for spec in specs:
+        found = load_class(spec, what="--callback")
+        if not callable(found):
+            raise UsageError(f"--callback {spec}: {type(found).__name__} is neither a callback class nor a function")
+
+
 def _fast_dev_run(args: argparse.Namespace, cls: type) -> int:
     """One epoch of at most one batch per pass, in a temporary run directory removed at the end."""
     args.epochs, args.limit_batches, args.mode = 1, 1, args.mode or "both"
     name = cls.__qualname__
+    config = _settings_config(args)
+    _check_callbacks(config["callbacks"])
     with tempfile.TemporaryDirectory(prefix="statetrainer-fast-dev-run-") as folder:
         run_dir = str(Path(folder) / "run")
         with train._claimed(args, run_dir, name):
-            settings = train._new_settings(run_dir, name, _settings_config(args))
+            settings = train._new_settings(run_dir, name, config)
             code, trainer = _run_in(args, cls, run_dir, settings, fresh=True)
     if code == 0:
         print(f"fast dev run: {trainer.status} ({_phases(args.mode)}: one epoch, at most one batch per pass); "
@@ -181,8 +201,6 @@ def _run_in(args: argparse.Namespace, cls: type, run_dir: str, settings: dict[st
     run_options.seed_everything(conf.get("seed"))
     trainer = _build(cls, config, run_dir, conf)
     trainer._statetrainer.run_id = settings.get("run_id")
-    if fresh:
-        train._save_settings(run_dir, settings)
     timer = train._observe(trainer, args, run_dir)
     _check_epochs(trainer, conf.get("epochs"), forced=args.fast_dev_run)
     if conf.get("limit_batches"):
@@ -190,6 +208,8 @@ def _run_in(args: argparse.Namespace, cls: type, run_dir: str, settings: dict[st
 
         limit_batches(trainer, conf["limit_batches"])
     run_options.attach_callbacks(trainer, conf.get("callbacks") or [])
+    if fresh:  # built and its callbacks attached without error: now the run directory gets its settings
+        train._save_settings(run_dir, settings)
     code = _phases_run(trainer, args, run_dir, settings, _console(trainer, args))
     for line in run_options.unread_keys(config, cls.__name__):
         print(f"statetrainer: warning: {line}", file=sys.stderr)
@@ -249,15 +269,20 @@ def _console(trainer: Any, args: argparse.Namespace) -> Any:
 def _phases_run(trainer: Any, args: argparse.Namespace, run_dir: str, settings: dict[str, Any], table: Any) -> int:
     """Train and/or test as the mode says; on a resumed training, the resume line first."""
     mode = settings["config"]["mode"]
+    if mode == "train" and args.resume and settings.get("train_finished"):
+        print(f"training in {run_dir} had finished: nothing to resume")
+        return 0
     if mode in ("train", "both"):
         announced = None
         if args.resume and not settings.get("train_finished") and main_process():
             from statetrainer.cli.console import announce_resume
 
             announced = announce_resume(trainer, run_dir, table)
-        code = train._train_phase(trainer, args.resume, run_dir, settings)
-        if announced is not None:
-            announced()
+        try:
+            code = train._train_phase(trainer, args.resume, run_dir, settings)
+        finally:
+            if announced is not None:  # resumed at the final state, or failed before a transition
+                announced()
         if code:
             return code
     if mode in ("test", "both"):

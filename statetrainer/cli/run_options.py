@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import sys
@@ -184,23 +185,42 @@ def _callback_objects(trainer: Any, spec: str) -> list[Any]:
     """``NAME`` is a callback class (built with no arguments) or a function of the trainer
     returning a callback, a list of them, or ``None`` (it attached what it wanted itself)."""
     from statetrainer.callbacks import check_signature
+    from statetrainer.cli import BuildError
 
     factory = load_class(spec, what="--callback")
     if isinstance(factory, type):
+        if not _takes_no_arguments(factory):
+            raise UsageError(
+                f"--callback {spec}: {factory.__name__}() cannot be built without arguments (its signature is "
+                f"{inspect.signature(factory)}); name a function that takes the trainer and returns it instead, e.g. "
+                f"def early(trainer): return EarlyStopping('valid_loss')")
         try:
             return [factory()]
-        except TypeError as exc:
-            raise UsageError(
-                f"--callback {spec}: {factory.__name__}() cannot be built without arguments ({exc}); name a "
-                f"function that takes the trainer and returns it instead, e.g. "
-                f"def early(trainer): return EarlyStopping('valid_loss')") from None
+        except Exception as exc:  # its own code failed: the user's file and line, exit 1
+            raise BuildError(f"--callback {spec}", exc) from exc
     if not callable(factory):
         raise UsageError(f"--callback {spec}: {type(factory).__name__} is neither a callback class nor a function")
     try:
         check_signature(factory, 1, "--callback")
     except TypeError as exc:
         raise UsageError(f"--callback {spec}: {exc}") from None
-    made = factory(trainer)
+    try:
+        made = factory(trainer)
+    except Exception as exc:
+        raise BuildError(f"--callback {spec}", exc) from exc
     if made is None:
         return []
     return list(made) if isinstance(made, (list, tuple)) else [made]
+
+
+def _takes_no_arguments(cls: type) -> bool:
+    """``cls()`` binds (a class without a readable signature is trusted)."""
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return True
+    try:
+        signature.bind()
+    except TypeError:
+        return False
+    return True
