@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from statetrainer._checks import AttributeNameWarning, HookNameWarning, StateTrainerWarning
+from statetrainer._checks import AttributeNameWarning, HookNameWarning, HookSignatureWarning, StateTrainerWarning
 from statetrainer._errors import (
     CheckpointError,
     ConfigurationError,
@@ -85,6 +85,7 @@ __all__ = [
     "GanTrainer",
     "Guard",
     "HookNameWarning",
+    "HookSignatureWarning",
     "ItemLoop",
     "LRSchedulerStep",
     "Lifecycle",

@@ -38,6 +38,10 @@ class HookNameWarning(StateTrainerWarning):
     """A trainer method looks like a hook, but no lifecycle state calls it."""
 
 
+class HookSignatureWarning(StateTrainerWarning):
+    """A hook method requires arguments its state never passes (Lightning's ``training_step(batch, batch_idx)``)."""
+
+
 class AttributeNameWarning(StateTrainerWarning):
     """A trainer attribute is a near miss of one of farabio's (``num_epochs`` for ``_num_epochs``)."""
 
@@ -83,7 +87,10 @@ def check_hook_names(cls: type) -> None:
         return
     known = _known_names(cls)
     hooks = _hook_vocabulary(cls)
+    passed = _arguments_passed(cls)
     for name, value in vars(cls).items():
+        if inspect.isfunction(value) and name in passed:
+            _check_signature(cls, name, value, passed[name])
         if name.startswith("_") or not inspect.isfunction(value) or name in known:
             continue
         if any(name in vars(base) for base in cls.__mro__[1:]):
@@ -92,6 +99,41 @@ def check_hook_names(cls: type) -> None:
         if hint is not None:
             _warn_at(value, f"{cls.__name__}.{name}() looks like a hook, but no state calls it: {hint} "
                             f"(a helper of your own? start its name with '_')", HookNameWarning)
+
+
+def _arguments_passed(cls: type) -> dict[str, tuple[int, list[str]]]:
+    """Per state hook (not compound): how many arguments its state passes (the item: 1, else
+    0), and the states that hand over an item of the same feed (where a batch arrives)."""
+    out: dict[str, tuple[int, list[str]]] = {}
+    for spec in _lifecycles(cls):
+        for state in spec.states:
+            if state.compound or state.name in out:
+                continue
+            inner = spec.enclosing(state.name)[-1:]  # the compound body it belongs to
+            takes = [s.name for s in spec.states if s.item and not s.compound
+                     and spec.enclosing(s.name)[-1:] == inner]
+            out[state.name] = (1 if state.item else 0, takes)
+    return out
+
+
+def _check_signature(cls: type, name: str, function: Any, given: tuple[int, list[str]]) -> None:
+    """Warn when hook ``name`` requires more positional arguments than its state passes."""
+    count, item_states = given
+    try:
+        parameters = list(inspect.signature(function).parameters.values())[1:]  # after self
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return
+    required = [p.name for p in parameters if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY,
+                                                                                 p.POSITIONAL_OR_KEYWORD)]
+    if len(required) <= count:
+        return
+    passes = "the item it handles" if count else "no argument"
+    where = (f"; a batch arrives as the argument of {', '.join(item_states[:3])}(self, args): keep what the "
+             f"step needs on self there" if not count and item_states else "")
+    _warn_at(function, f"{cls.__name__}.{name}({', '.join(['self', *required])}) needs {len(required)} "
+                       f"argument(s), but its state passes {passes}{where}", HookSignatureWarning)
 
 
 def _known_names(cls: type) -> set[str]:

@@ -610,6 +610,8 @@ def format_status(data: dict[str, Any]) -> str:
         f"epoch      {data.get('epoch')}/{data.get('num_epochs')}   batch {data.get('batch')}/{data.get('batches')}",
         f"step       {data.get('global_step')}   elapsed {data.get('elapsed')} s",
     ]
+    if shown in ("stopped", "stopping") and data.get("stop_reason"):
+        lines.insert(1, f"stopped by {data['stop_reason']}")
     if data.get("run_id"):
         lines.insert(1, f"run        {data['run_id']}   pid {data.get('pid')} on {data.get('host')}")
     rate, eta = _rate_and_eta(data)
@@ -623,10 +625,13 @@ def format_status(data: dict[str, Any]) -> str:
         lines.append("recent     " + " -> ".join(data["recent"]))
     table = data.get("seconds") or {}
     counts = data.get("visits") or {}
-    if table or counts:
+    if table:
         lines.append(f"{'state':<28} {'visits':>8} {'seconds':>9}")
         ranked = sorted(counts, key=lambda k: (-(table.get(k) or 0.0), -counts[k]))[:8]
         lines += [f"{k:<28} {counts.get(k, 0):>8} {table.get(k, 0.0):>9.3f}" for k in ranked]
+    elif counts:  # no StateTimer: visits only (an all-zero seconds column would be a lie)
+        lines.append(f"{'state':<28} {'visits':>8}")
+        lines += [f"{k:<28} {counts[k]:>8}" for k in sorted(counts, key=lambda k: -counts[k])[:8]]
     err = data.get("error")
     if err:
         rank = f" on rank {err['rank']}" if _is_int(err.get("rank")) else ""

@@ -144,3 +144,34 @@ def test_add_callback_refuses_what_attaches_nothing(thing: object) -> None:
     trainer = TinyTrainer(epochs=1)
     with pytest.raises(TypeError, match=r"(callback bundle|would attach nothing)"):
         trainer.add_callback(thing)
+
+
+def test_a_hook_that_needs_arguments_its_state_never_passes_warns_where_the_batch_arrives() -> None:
+    """Lightning's training_step(self, batch, batch_idx): warned when the class is defined, at the
+    method's line, naming the state that hands over the batch; a hook that takes the item it is
+    given (or has defaults) is fine."""
+    import warnings
+
+    from statetrainer import ConvnetTrainer, HookSignatureWarning
+
+    with pytest.warns(HookSignatureWarning, match=r"Lit\.training_step\(self, batch, batch_idx\) needs 2 "
+                                                  r"argument\(s\), but its state passes no argument; a batch "
+                                                  r"arrives as the argument of on_start_training_batch\(self, args\)"):
+        class Lit(ConvnetTrainer):
+            def training_step(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+                pass
+    with pytest.warns(HookSignatureWarning, match=r"Two\.evaluate_batch\(self, x, y\) needs 2 argument\(s\), "
+                                                  r"but its state passes the item it handles"):
+        class Two(ConvnetTrainer):
+            def evaluate_batch(self, x, y):  # type: ignore[no-untyped-def]
+                pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+
+        class Fine(ConvnetTrainer):
+            def training_step(self, scale=1.0):  # type: ignore[no-untyped-def]
+                pass
+
+            def evaluate_batch(self, args):  # type: ignore[no-untyped-def]
+                pass
+    assert Lit.__name__ and Two.__name__ and Fine.__name__

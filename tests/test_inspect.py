@@ -190,3 +190,23 @@ def test_library_writes_events_jsonl_without_configuring_structlog(tmp_path: Pat
     assert [e["event"] for e in events] == ["run_started", "epoch_finished", "epoch_finished", "run_finished"]
     assert events[1]["level"] == "info" and events[1]["trainer"] == "TinyTrainer" and "val_loss" in events[1]
     assert structlog.get_config() == before
+
+
+def test_inspect_says_why_a_run_stopped_and_shows_no_empty_seconds(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """An early-stopped run: inspect names the reason (not just 'stopped', which reads like a
+    Ctrl-C); without a StateTimer the state table has visits and no column of zero seconds."""
+    from farabio_like import TinyTrainer
+
+    from statetrainer import EarlyStopping
+    from statetrainer.cli import main
+
+    trainer = TinyTrainer(epochs=5, run_dir=tmp_path)
+    trainer.add_callback(EarlyStopping("val_loss", patience=1, min_delta=1e9))
+    trainer.train()
+    assert trainer.status == "stopped"
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "stopped by EarlyStopping: val_loss did not improve for 1 epoch" in out, out
+    assert "seconds" not in out and "training_step" in out
