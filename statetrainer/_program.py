@@ -166,12 +166,16 @@ class Builder:
     def _calls(self, state: State) -> tuple[Call, ...]:
         before, after = self.rt.registry.for_state(state.name, state.roles)
         out: list[Call] = []
-        for call in self._before_hook(state):
+        bookkeeping, hooks = self._before_hook(state), self._hook(state)
+        fused = self._take_and_hook(state, hooks) if state.takes and not before else None
+        if fused is not None:  # one call where nothing runs between taking and the hook
+            bookkeeping, hooks = bookkeeping[:-1], [fused]
+        for call in bookkeeping:
             self._name(call, f"statetrainer bookkeeping of {state.name}")
             out.append(call)
         for handle in before:
             out.append(self._name(handle.bind(self.t), handle.name))
-        for call in self._hook(state):
+        for call in hooks:
             out.append(self._name(call, f"hook {type(self.t).__name__}.{state.name}"))
         for handle in after:
             out.append(self._name(handle.bind(self.t), handle.name))
@@ -272,6 +276,33 @@ class Builder:
             feed.taken += 1
 
         return take_counted_by_runner
+
+    def _take_and_hook(self, state: State, hooks: list[Call]) -> Call | None:
+        """Taking the item and calling the hook with it as one call (a frame less per item),
+        when that is all the state does before its later callbacks: the hook receives the
+        item it takes, no skip flag, not the super() pass of an overridden per-item compound."""
+        feed = self.rt.feed(self.spec, state.takes or "")
+        method = getattr(self.t, state.name, None)
+        plain = self.scope is None or not self.spec.state(self.scope).item
+        if not (plain and feed.spec.skip_flag is None and state.item == state.takes and method is not None
+                and len(hooks) == 1):
+            return None
+        driver, pos = self.rt.driver, self.rt.driver.position
+        counting = feed.spec.counts_steps
+        unfetched = UNFETCHED
+
+        def take_and_hook() -> None:
+            item = feed.item = feed.peek
+            feed.peek = unfetched
+            feed.taken += 1
+            pos.batch += 1
+            if counting:
+                pos.global_step += 1
+            trace = driver.trace  # the state's entry, written just before: it gets the new index
+            trace._batch[trace._i - 1] = pos.batch
+            method(item)
+
+        return take_and_hook
 
     def _taking_hook(self, state: State, method: Callable[..., Any] | None) -> list[Call]:
         """The hook of a state that takes an item (:meth:`_take` took it): called with the
