@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import sys
 import time
 from importlib import resources
 from typing import Any
@@ -170,7 +171,7 @@ def build(config: dict[str, Any], run_dir: str | None, checkpoint_every: int | N
     """
     set_threads(config.get("threads"))
     trainer = DigitsTrainer(config, run_dir=run_dir, checkpoint_every=checkpoint_every, checkpoint_epochs=True)
-    if not config.get("quiet"):
+    if not config.get("quiet") and sys.stdout.isatty():  # a bar only where someone watches: not in a log
         trainer.add_callback(ProgressBar())
     trainer.add_callback(CSVLogger())
     trainer.add_callback(ModelCheckpoint(monitor="valid_acc", mode="max"))

@@ -77,7 +77,7 @@ def test_signal_stops_gracefully_with_a_checkpoint_and_resumes(tmp_path: Path, s
     assert proc.returncode == code, f"the signal must land while the run trains: {err.decode()}"
     status = json.loads((run_dir / "status.json").read_text())
     assert status["status"] == "stopped" and status["lifecycle"] == "train"
-    assert b"resume with --resume" in err
+    assert f"resume with: statetrainer demo --resume --run-dir {run_dir}".encode() in err
     _, newest = latest_good(run_dir / "checkpoints")
     assert lifecycles.TRAIN.state(newest["state"]).has("resumable"), newest["state"]
     done = subprocess.run([*DEMO, "--resume", "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=300)

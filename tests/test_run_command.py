@@ -164,6 +164,10 @@ class NotACallback:
 
 def broken(trainer):
     return {}["no such key"]
+
+
+def misspelt_monitor(trainer):
+    return [EarlyStopping("valid_los")]
 '''
 
 TARGET = "tiny_trainer.py:TinyTrainer"
@@ -592,3 +596,29 @@ def test_output_cut_short_at_the_end_ends_quietly(project: Path, monkeypatch: py
         with contextlib.suppress(BrokenPipeError):
             stdout.close()
     assert Path("r/weights.pt").is_file(), "the run finished before the output was cut"
+
+
+def test_a_custom_lifecycle_trainer_runs_only_the_lifecycles_it_has(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A LifecycleTrainer without a test lifecycle: --fast-dev-run checks its training only;
+    --mode both is refused before anything is written, naming its lifecycles."""
+    from statetrainer.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    target = f"{Path(__file__).resolve().parents[1] / 'examples' / 'gan_lifecycle.py'}:GanLoop"
+    assert main(["run", target, "--fast-dev-run", "--quiet"]) == 0
+    assert "fast dev run: finished (train: one epoch, at most one batch per pass)" in capsys.readouterr().out
+    assert main(["run", target, "--mode", "both", "--run-dir", "runs/gan"]) == 2
+    assert "--mode both: GanLoop has no test lifecycle (its lifecycles: gan); use --mode train" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_callback_misconfigured_for_the_run_is_a_failed_run(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A monitored metric never logged (found at the first epoch's end): the run failed, exit 1,
+    one line with the did-you-mean and where — not exit 2, which is for bad input."""
+    code, _, err = run(capsys, TARGET, "--epochs", "2", "--quiet", "--run-dir", "runs/typo",
+                       "--callback", "my_callbacks.py:misspelt_monitor")
+    assert code == 1, err
+    assert "statetrainer: run failed: metric 'valid_los' was not logged" in err and "did you mean 'valid_loss'" in err
+    assert "(in lifecycle 'train', state 'on_epoch_end'" in err and err.count("\n") == 1  # one line
+    assert json.loads((project / "runs" / "typo" / "status.json").read_text())["status"] == "failed"

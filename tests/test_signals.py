@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import torch
-from runs_helpers import ENV, STATETRAINER, same_weights, status, tiny, tiny_popen, trace
+from runs_helpers import ENV, STATETRAINER, TINY, same_weights, status, tiny, tiny_popen, trace
 
 pytestmark = pytest.mark.slow
 
@@ -56,6 +56,8 @@ def _moments(reference: Path) -> list[tuple[str, int, signal.Signals]]:
 def _check_stopped(run: Path, done: Any, sig: signal.Signals) -> dict[str, Any]:
     assert done.returncode == 128 + sig, (done.returncode, done.stderr[-3000:])
     assert f"stopped by signal {sig.name}" in done.stderr
+    # the printed command resumes it as it is (the CLI needs the trainer's TARGET again)
+    assert f"resume with: statetrainer run {TINY} --resume --run-dir {run}" in done.stderr
     st = status(run)
     assert st["status"] == "stopped" and st["stop_reason"] == f"signal {sig.name}"
     from statetrainer import checkpoint as ck

@@ -152,7 +152,12 @@ def _run_failed(exc: Any, full_traceback: bool = False) -> int:
               f"good checkpoint is kept: fix the cause (free some space), then continue it with --resume",
               file=sys.stderr)
         return 1
-    if isinstance(cause, StateTrainerError):
+    from statetrainer._errors import ConfigurationError
+
+    if isinstance(cause, ConfigurationError):  # the trainer's set-up, found while it ran: the run failed
+        print(f"statetrainer: run failed: {one_line(cause)} (in {where})", file=sys.stderr)
+        return 1
+    if isinstance(cause, StateTrainerError):  # a file that does not fit (a checkpoint, run.json): bad input
         print(f"statetrainer: error: {one_line(cause)} (in {where})", file=sys.stderr)
         return 2
     from statetrainer.cli import console

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -67,9 +68,6 @@ def add_parser(sub: Any) -> None:
                      help="no progress bar and no epoch table (default: both; the bar only when standard output "
                           "is a terminal)")
     train._run_options(out)
-    for action in out._group_actions:  # the options shared with demo: --help says every default
-        if action.help and "(default" not in action.help and isinstance(action, argparse._StoreTrueAction):
-            action.help += " (default: off)"
     r.set_defaults(func=_run)
 
 
@@ -116,6 +114,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.target!r} is not a ConvnetTrainer subclass")
     if args.fast_dev_run:
         return _fast_dev_run(args, cls)
+    _check_mode(args.mode, cls)
     name = cls.__qualname__
     run_dir = train._run_dir(args, lambda: Path("runs") / datetime.datetime.now().strftime(
         f"{cls.__name__}-%Y%m%d-%H%M%S"))
@@ -172,7 +171,10 @@ def _check_callbacks(specs: list[str]) -> None:
 
 def _fast_dev_run(args: argparse.Namespace, cls: type) -> int:
     """One epoch of at most one batch per pass, in a temporary run directory removed at the end."""
-    args.epochs, args.limit_batches, args.mode = 1, 1, args.mode or "both"
+    # a trainer without a test lifecycle (a LifecycleTrainer's own loop) is checked by training
+    tests = "test" in cls.lifecycles()  # type: ignore[attr-defined]
+    args.epochs, args.limit_batches, args.mode = 1, 1, args.mode or ("both" if tests else "train")
+    _check_mode(args.mode, cls)
     name = cls.__qualname__
     config = _settings_config(args)
     _check_callbacks(config["callbacks"])
@@ -185,6 +187,14 @@ def _fast_dev_run(args: argparse.Namespace, cls: type) -> int:
         print(f"fast dev run: {trainer.status} ({_phases(args.mode)}: one epoch, at most one batch per pass); "
               f"its temporary run directory is removed")
     return code
+
+
+def _check_mode(mode: str | None, cls: type) -> None:
+    """``--mode test|both`` needs a lifecycle called ``test``: refused before anything is written."""
+    names = list(cls.lifecycles())  # type: ignore[attr-defined]
+    if mode in ("test", "both") and "test" not in names:
+        raise UsageError(f"--mode {mode}: {cls.__name__} has no test lifecycle (its lifecycles: {', '.join(names)}); "
+                         f"use --mode train, or give the class a 'test' lifecycle")
 
 
 def _phases(mode: str) -> str:
@@ -279,7 +289,8 @@ def _phases_run(trainer: Any, args: argparse.Namespace, run_dir: str, settings: 
 
             announced = announce_resume(trainer, run_dir, table)
         try:
-            code = train._train_phase(trainer, args.resume, run_dir, settings)
+            code = train._train_phase(trainer, args.resume, run_dir, settings,
+                                      command=f"statetrainer run {shlex.quote(args.target)}")
         finally:
             if announced is not None:  # resumed at the final state, or failed before a transition
                 announced()

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import datetime
 import json
+import shlex
 import sys
 import time
 from collections.abc import Iterator, MutableMapping
@@ -64,7 +65,8 @@ def _run_options(p: Any) -> None:
     """``--log-level``, ``--profile``, ``--traceback`` (on a parser or an argument group)."""
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                    help="console log level; RUN_DIR/events.jsonl always gets info and above (default: warning)")
-    p.add_argument("--profile", action="store_true", help="print the time spent in each state at the end")
+    p.add_argument("--profile", action="store_true",
+                   help="print the time spent in each state at the end (default: off)")
     p.add_argument("--traceback", action="store_true",
                    help="on a failure, print the full traceback (default: the error, your file and line, and "
                         "where in the lifecycle)")
@@ -270,8 +272,12 @@ def _check_run_config(config: dict[str, Any]) -> list[str]:
     return _field_problems(config, _RUN_FIELDS, "config")
 
 
-def _train_phase(trainer: Any, resume: bool, run_dir: str, settings: dict[str, Any]) -> int:
-    """Train (or resume training); returns 128+signal when a signal stopped it, else 0."""
+def _train_phase(trainer: Any, resume: bool, run_dir: str, settings: dict[str, Any],
+                 command: str = "statetrainer demo") -> int:
+    """Train (or resume training); returns 128+signal when a signal stopped it, else 0.
+
+    ``command`` starts the resume command a signal stop prints (``statetrainer run TARGET``).
+    """
     if resume and settings.get("train_finished"):
         print(f"training in {run_dir} had finished; running the test phase only")
         from statetrainer.checkpoint import load_state_dict, model_path
@@ -292,8 +298,8 @@ def _train_phase(trainer: Any, resume: bool, run_dir: str, settings: dict[str, A
         import signal
 
         name = signal.Signals(trainer.stopped_by_signal).name
-        print(f"stopped by signal {name} (a checkpoint was written); resume with --resume --run-dir {run_dir}",
-              file=sys.stderr)
+        print(f"stopped by signal {name} (a checkpoint was written); resume with: "
+              f"{command} --resume --run-dir {shlex.quote(str(run_dir))}", file=sys.stderr)
         return 128 + int(trainer.stopped_by_signal)
     _save_settings(run_dir, {**settings, "train_finished": True})
     return 0
