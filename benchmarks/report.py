@@ -40,7 +40,7 @@ SCRIPTS: list[tuple[str, list[str], str, str]] = [
      "run directory's cost per batch times the batches per epoch; the notes split it into a part that grows "
      "with the batches and a part per epoch. *Once per run* is what is left of the shorter run: start-up, "
      "less whatever grows with the run's length. It goes negative when `trace.jsonl`'s rotation (a rewrite "
-     "of the whole trace whenever the file passes twice the trace's size) falls only in the longer run: "
+     "of the whole trace whenever the file passes five times the trace's size) falls only in the longer run: "
      "the per-epoch figures carry those rewrites, amortized."),
     ("callbacks", ["--rounds", "11", "--batches", "2000", "--cg-batches", "200"],
      "What a callback costs",

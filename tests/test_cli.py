@@ -98,15 +98,18 @@ def test_verify_trace_reports_the_first_impossible_step(tmp_path: Path, capsys) 
 
 
 def test_trace_file_appends_and_rotates(tmp_path: Path) -> None:
-    """trace.jsonl grows by appending and is cut back to the kept trace past twice its size."""
+    """trace.jsonl grows by appending and is cut back to the kept trace past ROTATE_AT times its size."""
     from recording import Config, RecordingTrainer
 
-    t = RecordingTrainer(Config(num_epochs=6, batches=5, valid_items=1), trace_size=40, run_dir=tmp_path)
+    from statetrainer.inspect import ROTATE_AT
+
+    t = RecordingTrainer(Config(num_epochs=12, batches=5, valid_items=1), trace_size=40, run_dir=tmp_path)
     t.train()
     from statetrainer import tracefile
 
     rows = tracefile.read(tmp_path / "trace.jsonl")
-    assert 0 < len(rows) <= 80
+    assert t.trace.total > ROTATE_AT * 40, "the run must pass the rotation point"
+    assert 0 < len(rows) <= ROTATE_AT * 40
     seqs = [r["seq"] for r in rows]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "no gaps or repeats"
     assert seqs[-1] == t.trace.total - 1 and rows[-1]["state"] == "on_train_end"
