@@ -225,7 +225,8 @@ class Builder:
         if _defined_by_statetrainer(type(self.t), state.name) and not self._is_hook(state.name):
             return []  # an entry point such as train(): the machine is already running it
         method = getattr(self.t, state.name, None)
-        if method is not None and not callable(method):
+        module = hasattr(method, "forward") and hasattr(method, "parameters") and not inspect.ismethod(method)
+        if method is not None and (module or not callable(method)):  # a model is callable, but no hook
             raise ConfigurationError(
                 f"state {state.name!r} of lifecycle {self.spec.name!r}: {type(self.t).__name__}.{state.name} "
                 f"is {type(method).__name__}, not a method; rename the attribute or the state"

@@ -230,3 +230,25 @@ def test_a_lifecycle_trainer_trains_its_own_lifecycle_and_no_built_in_one() -> N
         trainer.test()
     tested = type("Tested", (gan.GanLoop,), {"extra_lifecycles": {"test": lifecycles.TEST}})
     assert list(tested.lifecycles()) == ["gan", "test"]
+
+
+def test_a_state_named_like_the_model_is_a_clear_error_before_the_run() -> None:
+    """A custom state named like a module attribute (`model`): refused when the run starts,
+    naming the collision, instead of torch's TypeError from calling the module as a hook."""
+    from statetrainer import Edge, Lifecycle, LifecycleTrainer, State
+    from statetrainer._errors import ConfigurationError
+
+    spec = Lifecycle(name="m", states=(State("start"), State("model"), State("done")),
+                     edges=(Edge("start", "model"), Edge("model", "done")), initial="start", finals=("done",))
+
+    class Named(LifecycleTrainer):
+        lifecycle = spec
+
+        def build_model(self) -> None:
+            self.model = torch.nn.Linear(2, 1)
+
+    trainer = Named()
+    with pytest.raises(ConfigurationError, match=r"state 'model' of lifecycle 'm': Named\.model is Linear, not a "
+                                                 r"method; rename the attribute or the state"):
+        trainer.run()
+    assert trainer.trace.total == 0
