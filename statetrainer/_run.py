@@ -78,6 +78,8 @@ def run_top(trainer: Any, name: str, *, start: str | None = None, resume: bool =
     rt.spec = spec
     counting = next((f.name for f in spec.feeds if f.counts_steps), None)
     rt.step_feed = rt.feed(spec, counting) if counting else None
+    # the feed the batch index counts: the step feed until a pass opens (a resumed one: its open feed)
+    rt.batch_feed = next((f for f in rt.feeds.values() if f.active and f is not rt.step_feed), None) if resume else None
     rt.last_error = None
     rt.signal = rt.dist_stop = rt.stop_reason = None
     pos.status = "stopping" if ctl.stop else "running"

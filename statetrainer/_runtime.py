@@ -114,6 +114,7 @@ class Runtime:
         self.unsaved_warned = False
         self._programs: dict[tuple[int, str | None], tuple[int, Lifecycle, Program]] = {}
         #: A compound hook's lifecycle per (hook, running lifecycle): (spec, its item feed, running spec).
+        self.batch_feed: FeedState | None = None
         self.compounds: dict[tuple[str, int | None], tuple[Lifecycle, str | None, Lifecycle | None]] = {}
         from statetrainer._log import RunLog
 
@@ -167,6 +168,7 @@ class Runtime:
 
         feed.close()
         feed.active = True
+        self.batch_feed = feed  # the feed the position's batch index now counts
         pos = self.driver.position
         pos.batch = -1
         loader = getattr(self.trainer, feed.spec.loader, None) if feed.spec.loader else None

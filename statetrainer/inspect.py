@@ -58,6 +58,11 @@ class Snapshot:
     transitions: int
     visits: dict[str, int]
     seconds: dict[str, float]
+    #: The data feed ``batch`` indexes (the pass opened last: ``valid`` during an evaluation),
+    #: its length when known, and the feed whose items are training steps (``batches`` is its length).
+    feed: str | None = None
+    feed_items: int | None = None
+    step_feed: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -88,6 +93,7 @@ def snapshot(trainer: Any, visits: dict[str, int] | None = None) -> Snapshot:
     step_feed = rt.step_feed
     source = getattr(trainer, step_feed.spec.loader, None) if step_feed is not None and step_feed.spec.loader else None
     timers = [b for b in rt.bundles if type(b).__name__ == "StateTimer"]
+    feed = rt.batch_feed if rt.batch_feed is not None else step_feed
     return Snapshot(
         lifecycle=pos.lifecycle,
         state=state,
@@ -105,7 +111,19 @@ def snapshot(trainer: Any, visits: dict[str, int] | None = None) -> Snapshot:
         transitions=rt.driver.trace.total,
         visits=rt.driver.trace.state_counts() if visits is None else visits,
         seconds={k: round(v, 6) for k, v in dict(timers[0].seconds).items()} if timers else {},
+        feed=feed.spec.name if feed is not None else None,
+        feed_items=_feed_length(trainer, feed) if feed is not None else None,
+        step_feed=step_feed.spec.name if step_feed is not None else None,
     )
+
+
+def _feed_length(trainer: Any, feed: Any) -> int | None:
+    """Items in a pass over ``feed``: its loader's length, else its iterable's (when it has one)."""
+    for attr in (feed.spec.loader, feed.spec.iterable):
+        found = _length(getattr(trainer, attr, None)) if attr else None
+        if found is not None:
+            return found
+    return None
 
 
 def _previous(trace: Any) -> str | None:
@@ -481,6 +499,9 @@ STATUS_FIELDS: dict[str, tuple[Any, str]] = {
     "num_epochs": (_or_none(_is_int), "an int or null"),
     "batch": (_or_none(_is_int), "an int or null"),
     "batches": (_or_none(_is_int), "an int or null"),
+    "feed": (_or_none(_is_str), "a string or null"),
+    "feed_items": (_or_none(_is_int), "an int or null"),
+    "step_feed": (_or_none(_is_str), "a string or null"),
     "global_step": (_is_int, "an int"),
     "depth": (_is_int, "an int"),
     "transitions": (_is_int, "an int"),
@@ -606,6 +627,14 @@ def age_text(updated: Any, now: float | None = None) -> str | None:
     return f"last update {seconds / 86400:.1f} days ago"
 
 
+def _batch_text(data: dict[str, Any]) -> str:
+    """``batch 3/16``, naming the feed when it is not the training steps' (``batch 1/2 of valid``)."""
+    feed = data.get("feed")
+    if feed is None or feed == data.get("step_feed"):
+        return f"batch {data.get('batch')}/{data.get('batches')}"
+    return f"batch {data.get('batch')}/{data.get('feed_items')} of {feed}"
+
+
 def format_status(data: dict[str, Any]) -> str:
     """A short human-readable summary of a status dict."""
     shown, why = liveness(data)
@@ -613,7 +642,7 @@ def format_status(data: dict[str, Any]) -> str:
     lines = [
         f"status     {shown}" + (f"   ({'; '.join(notes)})" if notes else ""),
         f"lifecycle  {data.get('lifecycle')}   state {data.get('state')}",
-        f"epoch      {data.get('epoch')}/{data.get('num_epochs')}   batch {data.get('batch')}/{data.get('batches')}",
+        f"epoch      {data.get('epoch')}/{data.get('num_epochs')}   {_batch_text(data)}",
         f"step       {data.get('global_step')}   elapsed {data.get('elapsed')} s",
     ]
     if shown in ("stopped", "stopping") and data.get("stop_reason"):

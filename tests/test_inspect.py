@@ -210,3 +210,23 @@ def test_inspect_says_why_a_run_stopped_and_shows_no_empty_seconds(tmp_path: Pat
     out = capsys.readouterr().out
     assert "stopped by EarlyStopping: val_loss did not improve for 1 epoch" in out, out
     assert "seconds" not in out and "training_step" in out
+
+
+def test_the_batch_names_the_pass_it_counts() -> None:
+    """During an evaluation the batch index is the validation pass's: the snapshot names that
+    feed and its length (batches stays the training steps' count, for progress and ETA), and the
+    text says 'of valid'; during training it is the training pass's."""
+    from farabio_like import TinyTrainer
+
+    from statetrainer.inspect import format_status
+
+    trainer = TinyTrainer(epochs=1)
+    seen: dict[str, Any] = {}
+    trainer.on("on_end_training_batch", lambda t: seen.setdefault("train", t.snapshot()))
+    trainer.on("evaluate_batch", lambda t: seen.__setitem__("valid", t.snapshot()))
+    trainer.train()
+    train, valid = seen["train"], seen["valid"]
+    assert (train.feed, train.feed_items, train.batches, train.step_feed) == ("train", 4, 4, "train")
+    assert (valid.feed, valid.batch, valid.feed_items, valid.batches, valid.step_feed) == ("valid", 1, 2, 4, "train")
+    assert "batch 1/2 of valid" in format_status(valid.to_json())
+    assert "batch 0/4" in format_status(train.to_json())

@@ -571,3 +571,14 @@ def test_web_modules_do_not_import_torch() -> None:
     code = ("import sys, statetrainer.web.server, statetrainer.web.cli, statetrainer.web.diagram; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_progress_counts_an_evaluation_pass_as_the_epochs_training_done() -> None:
+    """Epoch 2 of 4 with 8 training batches: batch 3 of the training pass is 2.5/4 done; batch 1
+    of the validation pass (after the epoch's training items) is 2/4, not 1.25/4."""
+    from statetrainer.web.runs import progress
+
+    base = {"epoch": 2, "num_epochs": 4, "batches": 8, "step_feed": "train"}
+    assert progress({**base, "batch": 3, "feed": "train", "feed_items": 8}, "running") == pytest.approx(1.5 / 4)
+    assert progress({**base, "batch": 1, "feed": "valid", "feed_items": 2}, "running") == pytest.approx(2 / 4)
+    assert progress({**base, "batch": 3}, "running") == pytest.approx(1.5 / 4)  # an older status.json

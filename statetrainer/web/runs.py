@@ -179,6 +179,9 @@ def progress(status: dict[str, Any], shown: str) -> float | None:
         return None
     batch, batches = _number(status.get("batch")), _number(status.get("batches"))
     within = (batch + 1) / batches if batch is not None and batches else 0.0
+    feed = status.get("feed")
+    if feed is not None and status.get("step_feed") is not None and feed != status.get("step_feed"):
+        within = 1.0  # another pass (an evaluation) after the epoch's training items
     return max(0.0, min(1.0, (epoch - 1 + min(within, 1.0)) / epochs))
 
 

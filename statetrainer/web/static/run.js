@@ -312,7 +312,8 @@
     fact("f-enclosing", [s.lifecycle && "lifecycle " + s.lifecycle, s.enclosing?.length && "inside " + s.enclosing.join(" › ")]
       .filter(Boolean).join(" · "));
     fact("f-epoch", ST.of(s.epoch, s.num_epochs));
-    fact("f-batch", ST.of(s.batch, s.batches));
+    const otherFeed = s.feed && s.step_feed && s.feed !== s.step_feed;  // e.g. valid, during an evaluation
+    fact("f-batch", otherFeed ? `${ST.of(s.batch, s.feed_items)} of ${s.feed}` : ST.of(s.batch, s.batches));
     fact("f-step", ST.num(s.global_step));
     fact("f-rate", ST.rate(run.rate));
     fact("f-eta", run.eta === null || run.eta === undefined ? "–" : ST.duration(run.eta));
