@@ -245,16 +245,17 @@ class Builder:
         specs = (*lifecycles.BUILTIN.values(), *lifecycles.GAN.values())
         return any(name in s.state_names and not s.state(name).compound for s in specs)
 
-    def _take(self, state: State) -> Call:
+    def _take(self, state: State, then: Callable[[Any], Any] | None = None) -> Call:
         """The state takes the feed's next item and counts it, first of its calls (so its
-        callbacks, its hook and its trace entry all see the new item)."""
+        callbacks, its hook and its trace entry all see the new item); ``then``, the hook,
+        is called with the item in the same call when nothing runs between them."""
         rt, feed = self.rt, self.rt.feed(self.spec, state.takes or "")
         driver, pos = rt.driver, rt.driver.position
         counting = feed.spec.counts_steps
         unfetched = UNFETCHED
 
         def take() -> None:
-            feed.item = feed.peek
+            item = feed.item = feed.peek
             feed.peek = unfetched
             feed.taken += 1
             pos.batch += 1
@@ -262,10 +263,10 @@ class Builder:
                 pos.global_step += 1
             trace = driver.trace  # the state's entry, written just before: it gets the new index
             trace._batch[trace._i - 1] = pos.batch
+            if then is not None:
+                then(item)
 
-        # Only a pass through a per-item compound can be the super() call of an overridden
-        # train_batch, whose runner counted the item already.
-        if self.scope is None or not self.spec.state(self.scope).item:
+        if self._plain_pass():
             return take
 
         def take_counted_by_runner() -> None:
@@ -278,32 +279,21 @@ class Builder:
 
         return take_counted_by_runner
 
+    def _plain_pass(self) -> bool:
+        """False in a pass through a per-item compound only: the super() call of an overridden
+        ``train_batch``, whose runner may have counted the item already."""
+        return self.scope is None or not self.spec.state(self.scope).item
+
     def _take_and_hook(self, state: State, hooks: list[Call]) -> Call | None:
         """Taking the item and calling the hook with it as one call (a frame less per item),
         when that is all the state does before its later callbacks: the hook receives the
         item it takes, no skip flag, not the super() pass of an overridden per-item compound."""
         feed = self.rt.feed(self.spec, state.takes or "")
         method = getattr(self.t, state.name, None)
-        plain = self.scope is None or not self.spec.state(self.scope).item
-        if not (plain and feed.spec.skip_flag is None and state.item == state.takes and method is not None
-                and len(hooks) == 1):
+        if not (self._plain_pass() and feed.spec.skip_flag is None and state.item == state.takes
+                and method is not None and len(hooks) == 1):
             return None
-        driver, pos = self.rt.driver, self.rt.driver.position
-        counting = feed.spec.counts_steps
-        unfetched = UNFETCHED
-
-        def take_and_hook() -> None:
-            item = feed.item = feed.peek
-            feed.peek = unfetched
-            feed.taken += 1
-            pos.batch += 1
-            if counting:
-                pos.global_step += 1
-            trace = driver.trace  # the state's entry, written just before: it gets the new index
-            trace._batch[trace._i - 1] = pos.batch
-            method(item)
-
-        return take_and_hook
+        return self._take(state, then=method)
 
     def _taking_hook(self, state: State, method: Callable[..., Any] | None) -> list[Call]:
         """The hook of a state that takes an item (:meth:`_take` took it): called with the

@@ -297,8 +297,8 @@ class Program:
         self.serve = serve
         # The trace stores this tuple: state names plus the lifecycle name last.
         self.trace_key = (*table.names, self.lifecycle)
-        #: The trace key's id in each trace this program ran on (hashing the key per run costs).
-        self.key_ids: dict[int, int] = {}
+        #: The trace this program last ran on and its key's id there (hashing the key per run costs).
+        self.trace_key_id: tuple[Trace, int] | None = None
 
         def check(source: int, row: CompiledEdge) -> Check | None:
             composed = _compose(row.guards, guards)
@@ -395,10 +395,10 @@ class Driver:
         pos, ctl, trace = self.position, self.control, self.trace
         calls, fast, full, observers = program.calls, program.fast, program.full, self.observers
         cd, ep, ba, me, nxt = trace._code, trace._epoch, trace._batch, trace._meta, trace._next
-        key = program.key_ids.get(id(trace))
-        if key is None:
-            key = program.key_ids[id(trace)] = trace.key_id(program.trace_key)
-        meta = (pos.depth << 16) | key
+        cached = program.trace_key_id
+        if cached is None or cached[0] is not trace:
+            cached = program.trace_key_id = (trace, trace.key_id(program.trace_key))
+        meta = (pos.depth << 16) | cached[1]
         serves = program.serve and pos.depth == 0 and self.serve is not None
         fn: Any = None
         phase = 0  # 0: a state's calls (fn names the call); 1: guards; 2: boundary; 3: observers

@@ -60,20 +60,24 @@ EPOCHS_GUARD = "epochs_remaining"
 #: ``<compound>_overridden``: true when the trainer overrides the compound state's hook.
 OVERRIDDEN_SUFFIX = "_overridden"
 
-_FINGERPRINTS: dict[int, tuple[weakref.ref[Any], str]] = {}
-_LOOKUPS: dict[int, tuple[weakref.ref[Any], tuple[str, ...], dict[str, State]]] = {}
+_MEMO: dict[tuple[str, int], tuple[weakref.ref[Any], Any]] = {}
+
+
+def _memo(what: str, spec: Any, build: Any) -> Any:
+    """``build(spec)``, computed once per spec object (by identity: a frozen spec hashes by value,
+    which costs as much as building) and forgotten with it."""
+    key = (what, id(spec))
+    cached = _MEMO.get(key)
+    if cached is not None and cached[0]() is spec:
+        return cached[1]
+    value = build(spec)
+    _MEMO[key] = (weakref.ref(spec, lambda _: _MEMO.pop(key, None)), value)
+    return value
 
 
 def _lookup(spec: Any) -> tuple[tuple[str, ...], dict[str, State]]:
-    """A spec's state names and states by name, built once per spec object (runs ask often)."""
-    cached = _LOOKUPS.get(id(spec))
-    if cached is not None and cached[0]() is spec:
-        return cached[1], cached[2]
-    names = tuple(s.name for s in spec.states)
-    by_name = {s.name: s for s in spec.states}
-    key = id(spec)
-    _LOOKUPS[key] = (weakref.ref(spec, lambda _: _LOOKUPS.pop(key, None)), names, by_name)
-    return names, by_name
+    """A spec's state names and states by name (runs ask often)."""
+    return _memo("lookup", spec, lambda s: (tuple(x.name for x in s.states), {x.name: x for x in s.states}))  # type: ignore[no-any-return]
 
 
 def _as_guard(value: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -375,12 +379,7 @@ class Lifecycle:
 
         Computed once per spec object (a run looks it up on every start).
         """
-        cached = _FINGERPRINTS.get(id(self))
-        if cached is not None and cached[0]() is self:
-            return cached[1]
-        value, key = self._fingerprint(), id(self)
-        _FINGERPRINTS[key] = (weakref.ref(self, lambda _: _FINGERPRINTS.pop(key, None)), value)
-        return value
+        return _memo("fingerprint", self, Lifecycle._fingerprint)  # type: ignore[no-any-return]
 
     def _fingerprint(self) -> str:
         data = self.to_dict()

@@ -81,7 +81,7 @@ def _observe(trainer: Any, args: argparse.Namespace, run_dir: str) -> Any:
     import structlog
 
     # The command reports a failed or signal-stopped run itself, in one line: the console does not repeat it.
-    structlog.configure(processors=[_drop_run_failed, *structlog.get_config()["processors"]])
+    structlog.configure(processors=[_drop_what_the_command_reports, *structlog.get_config()["processors"]])
     trainer.log_transitions = args.log_level == "debug"
     if not args.profile:
         return None
@@ -90,7 +90,7 @@ def _observe(trainer: Any, args: argparse.Namespace, run_dir: str) -> Any:
     return timer
 
 
-def _drop_run_failed(_: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def _drop_what_the_command_reports(_: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     import structlog
 
     if event.get("event") in ("run_failed", "run_stopped"):
