@@ -137,11 +137,9 @@ def main() -> None:
     notes = [] if harness.optional("ignite") else ["Ignite left out: not installed (benchmarks/requirements.txt)"]
     counts = cpu = None
     if args.only != "cpu":
-        missing = harness.callgrind_missing()
-        if args.smoke:
-            notes.append("smoke: instruction counts left out (importing torch under valgrind takes ~25 s)")
-        elif missing:
-            notes.append(f"instruction counts left out: {missing}")
+        skipped = harness.no_instruction_counts(args.smoke)
+        if skipped:
+            notes.append(skipped)
         else:
             groups = [[n for n in all_cases if n.startswith(prefix)] for prefix in ("st/", "ignite/")]
             counts = harness.count_instructions(__file__, [g for g in groups if g],

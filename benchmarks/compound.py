@@ -86,11 +86,9 @@ def main() -> None:
     notes: list[str] = []
     counts = cpu = None
     if args.only != "cpu":
-        missing = harness.callgrind_missing()
-        if args.smoke:
-            notes.append("smoke: instruction counts left out (importing torch under valgrind takes ~25 s)")
-        elif missing:
-            notes.append(f"instruction counts left out: {missing}")
+        skipped = harness.no_instruction_counts(args.smoke)
+        if skipped:
+            notes.append(skipped)
         else:
             counts = harness.count_instructions(__file__, [list(all_cases)],
                                                 {n: (args.cg_batches, 2 * args.cg_batches) for n in all_cases},

@@ -226,6 +226,14 @@ def paired_spread(samples: Mapping[str, Samples], name: str, base: str) -> str:
 # ---------------------------------------------------------------------------- callgrind, parent side
 
 
+def no_instruction_counts(smoke: bool) -> str | None:
+    """The note saying why a script leaves instruction counts out, or ``None`` when it counts them."""
+    if smoke:
+        return "smoke: instruction counts left out (importing torch under valgrind takes ~25 s)"
+    missing = callgrind_missing()
+    return f"instruction counts left out: {missing}" if missing else None
+
+
 def callgrind_missing() -> str | None:
     """Why instruction counts cannot be taken here, or ``None`` when they can."""
     for tool in ("valgrind", "vgdb"):

@@ -122,11 +122,9 @@ def main() -> None:
     batches = SMOKE_BATCHES if args.smoke else {b: b for b in EPOCHS}
     tables, notes = [], []
     if args.only != "cpu":
-        missing = harness.callgrind_missing()
-        if args.smoke:
-            notes.append("smoke: instruction counts left out (importing torch under valgrind takes ~25 s)")
-        elif missing:
-            notes.append(f"instruction counts left out: {missing}")
+        skipped = harness.no_instruction_counts(args.smoke)
+        if skipped:
+            notes.append(skipped)
         else:
             names = [f"{b}/{v}" for b in batches for v in ("none", "dir")]
             sizes = {f"{b}/{v}": (EPOCHS[b][1], 2 * EPOCHS[b][1]) for b in batches for v in ("none", "dir")}

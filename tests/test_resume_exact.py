@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+from farabio_like import TinyTrainer
 from torch.utils.data import DataLoader, TensorDataset
 
 from statetrainer import ConvnetTrainer, CSVLogger, EarlyStopping, ModelCheckpoint, TrainerRunError
@@ -102,39 +103,23 @@ def test_resumed_twice_within_one_epoch_equals_the_uninterrupted_run(tmp_path: P
 VAL_LOSS = {1: 5.0, 2: 4.0, 3: 4.5, 4: 4.6, 5: 4.7, 6: 4.8, 7: 4.9, 8: 5.0}
 
 
-class Scheduled(ConvnetTrainer):
-    """Real training, and a validation loss read from a schedule so the callbacks' decisions are known."""
+class Scheduled(TinyTrainer):
+    """Real training (TinyTrainer's), and a validation loss read from a schedule so the callbacks'
+    decisions are known."""
 
-    def define_train_attr(self) -> None:
-        self._num_epochs = 8
+    def __init__(self) -> None:
+        super().__init__(epochs=8)
 
     def get_trainloader(self) -> None:
-        g = torch.Generator().manual_seed(0)
-        x = torch.randn(16, 3, generator=g)
-        self.train_loader = [(x[i : i + 4], x[i : i + 4].sum(1, keepdim=True)) for i in range(0, 16, 4)]
+        super().get_trainloader()
         self.valid_loader = [0]
-
-    def build_model(self) -> None:
-        torch.manual_seed(0)
-        self.model = torch.nn.Linear(3, 1)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.05)
-
-    def on_start_training_batch(self, args: Any) -> None:
-        self.x, self.y = args
-
-    def training_step(self) -> None:
-        self.optimizer_zero_grad()
-        self.loss = torch.nn.functional.mse_loss(self.model(self.x), self.y)
-        self.loss_backward()
-        self.optimizer_step()
-        self.log("train_loss", self.loss)
 
     def evaluate_batch(self, args: Any) -> None:
         self.log("val_loss", torch.tensor(VAL_LOSS[self._epoch]))
 
 
 def _with_callbacks(folder: Path) -> tuple[Scheduled, ModelCheckpoint, EarlyStopping, CSVLogger]:
-    trainer = Scheduled({})
+    trainer = Scheduled()
     keeper = ModelCheckpoint(dirpath=folder / "models", monitor="val_loss", save_top_k=2)
     stopper = EarlyStopping("val_loss", patience=3)
     logger = CSVLogger(folder / "metrics.csv")
